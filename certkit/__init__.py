@@ -9,7 +9,7 @@ Every reported number is labelled *certified* (a proven bound evaluated with rig
 ingredients) or *estimated*.
 """
 
-from . import bounds, budget, certificates, classification, norms
+from . import bounds, budget, certificates, classification, lipschitz, norms, rmt
 from ._registry import implements, registered_results
 from .budget import (
     BudgetAccumulator,
@@ -32,7 +32,7 @@ from .certificates import (
 from .exceptions import CertkitError, NotCertifiedWarning, PreconditionError
 from .mlp import MLP
 from .results import Certificate, LipschitzBound
-# RMT_EXPORTS (enabled once certkit.rmt lands)
+from .rmt import MPFit, fit_mp, inverse_bbp, mp_cdf, mp_edges, mp_pdf
 
 __version__ = "0.1.0"
 

@@ -97,7 +97,8 @@ def gaussian_threshold(n: int, g: float, delta: float, n_samples: int, *,
                        positions: int = 1) -> float:
     r"""Gaussian union-bound threshold :math:`t_\delta = \sqrt{(2g/n)\log(2nP|T|/\delta)}`.
 
-    Implements the threshold of M-Cor 5.10: for R with iid N(0, g/n) entries (n = rows),
+    Implements the threshold of M-Cor 5.10 (and the τ_{N,δ} scale of E-Thm 3.16, its 3-layer
+    Gaussian instance): for R with iid N(0, g/n) entries (n = rows),
     :math:`\|Rv_s\|_\infty \le \|v_s\|_2 t_\delta` for all s with probability ≥ 1 − δ.
     """
     n = check_int(n, "n", min_val=1)

@@ -1,0 +1,1 @@
+"""audits: app built on certkit (filled by its own issue)."""

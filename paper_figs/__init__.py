@@ -1,0 +1,1 @@
+"""paper_figs: app built on certkit (filled by its own issue)."""

@@ -1,0 +1,1 @@
+"""synthetic: app built on certkit (filled by its own issue)."""
