@@ -62,7 +62,10 @@ def as_tensor(
             )
     if not allow_empty and t.numel() == 0:
         raise ValueError(f"{name} must not be empty{hint}, got shape {tuple(t.shape)}")
-    if t.dtype.is_floating_point and not bool(torch.isfinite(t).all()):
+    # A finite sum implies finite entries (an Inf/NaN entry makes the sum Inf/NaN); only a
+    # non-finite sum (NaN/Inf present, or overflow) needs the allocating elementwise check.
+    if t.dtype.is_floating_point and not bool(torch.isfinite(t.sum())) \
+            and not bool(torch.isfinite(t).all()):
         raise ValueError(f"{name} contains NaN or Inf; all entries must be finite")
     return t
 

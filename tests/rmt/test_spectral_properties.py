@@ -57,6 +57,7 @@ def pairs(draw):
 @settings(deadline=None)
 @given(pairs())
 def test_weyl(SR):
+    """M-Cor 4.10 / E-Cor 3.24 (b): Weyl |s_i(S+R) − s_i(S)| ≤ ‖R‖_op."""
     S, R = SR
     cert = weyl_bound(S, R)
     assert cert.holds, cert
@@ -73,6 +74,7 @@ def test_weyl_negative_control():
 @settings(deadline=None)
 @given(pairs(), st.integers(min_value=0, max_value=13))
 def test_eckart_young_tail(SR, k):
+    """M-Cor 4.10 / E-Cor 3.24 (c): Eckart–Young tail bound."""
     S, R = SR
     cert = eckart_young_tail_bound(S, R, k)
     assert cert.holds, cert
@@ -90,6 +92,7 @@ def test_eckart_young_negative_control():
 @settings(deadline=None)
 @given(dims, dims, seeds, scales, kinds, st.floats(min_value=1e-3, max_value=1e3))
 def test_markov_count(n, m, seed, scale, kind, eps):
+    """M-Cor 4.10 / E-Cor 3.24 (d): ν_W((ε,∞)) ≤ ‖W‖_F²/(min(N,M)ε²)."""
     W = _matrix(np.random.default_rng(seed), n, m, scale, kind)
     cert = markov_count_bound(W, eps)
     assert cert.holds, cert
@@ -124,6 +127,7 @@ def gapped_pairs(draw):
 @settings(deadline=None)
 @given(gapped_pairs())
 def test_wedin(case):
+    """M-Cor 4.11 / E-Cor 3.25: explicit Wedin constant (spec addition)."""
     S, R, k = case
     cert = wedin_bound(S, R, k)
     assert cert.holds, cert
@@ -159,6 +163,7 @@ def lowrank_pairs(draw):
 @settings(deadline=None)
 @given(lowrank_pairs())
 def test_rank_inequality(SR):
+    """E-Prop 3.30 (ii): sup_x |F_W − F_R| ≤ rank(S)/min(N,M)."""
     S, R = SR
     cert = rank_inequality_bound(S, R)
     assert cert.holds, cert

@@ -80,6 +80,7 @@ def test_S3_edges_are_roots():
 
 
 def test_S4_sigma_plus_scales():
+    """S4 / M-Rem 2.3: σ₊ = sqrt(N·λ₊) = √g(1+√c) = √v(√N+√M)."""
     N, M, g = sp.symbols("N M g", **pos)
     c = M / N
     lam_plus = (g / N) * (1 + sp.sqrt(c)) ** 2
