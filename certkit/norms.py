@@ -8,11 +8,16 @@ All functions accept torch tensors or numpy arrays and compute in float64.
 
 from __future__ import annotations
 
+import numpy as np
+import scipy.linalg
 import torch
 
 from ._validation import check_matrix
 
 __all__ = ["induced_inf", "entrywise_l1", "fro", "op", "frobenius_inner"]
+
+#: Above this smaller dimension `op` uses the float64 Gram matrix instead of a full SVD.
+_GRAM_MIN_DIM = 64
 
 
 def induced_inf(A) -> float:
@@ -45,7 +50,13 @@ def op(A) -> float:
     A = check_matrix(A, "A")
     if min(A.shape) == 0:
         return 0.0
-    return float(torch.linalg.matrix_norm(A, 2))
+    if min(A.shape) <= _GRAM_MIN_DIM:
+        return float(torch.linalg.matrix_norm(A, 2))
+    # Large matrices: top eigenvalue of the smaller float64 Gram matrix (relative error of
+    # s_1 ~ machine epsilon; a full SVD is 10-50x slower, ENV_NOTES "Speed facts").
+    G = A @ A.T if A.shape[0] <= A.shape[1] else A.T @ A
+    top = scipy.linalg.eigh(G.numpy(), eigvals_only=True, subset_by_index=[G.shape[0] - 1] * 2)
+    return float(np.sqrt(max(float(top[0]), 0.0)))
 
 
 def frobenius_inner(S, R) -> float:

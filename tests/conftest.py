@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 
 import pytest
+import torch
 from hypothesis import HealthCheck, settings
 
 _common = dict(deadline=None, suppress_health_check=[HealthCheck.too_slow,
@@ -22,6 +23,8 @@ settings.register_profile("dev", max_examples=50, **_common)
 settings.load_profile(os.environ.get("CERTKIT_HYPOTHESIS_PROFILE", "ci"))
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
+# pytest-xdist runs one worker per core (`-n 2`): one torch thread each avoids oversubscription.
+torch.set_num_threads(1)
 
 
 def pytest_collection_modifyitems(config, items):

@@ -113,7 +113,8 @@ def bbp_edge(*, noise_variance, shape=None) -> float:
 def inverse_bbp(s, *, noise_variance, shape=None, strict=True):
     r"""Inverse-BBP estimate of the spike strength behind an outlier singular value.
 
-    Implements M-Cor 4.12 = E-Cor 3.27 (square) and the rectangular instance of E-Thm 5.4 [A]
+    Implements M-Cor 4.12 = E-Cor 3.27 (square), the rectangular instance of E-Thm 5.4 and the
+    inverse-D estimator of E-Cor 2.4 [A]
     (arXiv 2606.02608, THEORY §2.4.9, §2.7).
 
     Parameters

@@ -42,3 +42,9 @@ def test_op_norm_times_sup_norm_is_not_a_bound():
 def test_accepts_torch_and_inner_product():
     S, R = torch.randn(3, 4), torch.randn(3, 4)
     assert np.isclose(norms.frobenius_inner(S, R), float((S.double() * R.double()).sum()))
+
+
+def test_op_gram_path_for_large_matrices_matches_svd():
+    A = np.random.default_rng(3).normal(size=(90, 150))
+    assert np.isclose(norms.op(A), np.linalg.norm(A, 2), rtol=1e-12)
+    assert np.isclose(norms.op(A.T), np.linalg.norm(A, 2), rtol=1e-12)

@@ -1,0 +1,354 @@
+r"""Rigorous global ℓ∞ Lipschitz bounds for chains of torch modules (THEORY §1.6, "friends").
+
+An L0-style bound: the ℓ∞→ℓ∞ Lipschitz constant of a composition is at most the product of the
+per-module constants,
+
+.. math:: \mathrm{Lip}_\infty(f_p\circ\cdots\circ f_1) \le \prod_i \mathrm{Lip}_\infty(f_i),
+
+and a residual block ``x ↦ x + f(x)`` contributes ``1 + Lip f``. Per-module constants
+(THEORY §1.6):
+
+* ``nn.Linear``: induced norm ``‖W‖_{∞→∞}`` (max absolute row sum); biases cancel.
+* ``nn.Conv1d/2d/3d``: max over output channels of Σ|kernel| over the channel's input group and
+  kernel positions (any padding mode, stride or dilation: each output is a weighted sum of input
+  entries with these weights, so its change is ≤ Σ|w|·‖Δx‖_∞; equality at interior pixels).
+  ``nn.ConvTranspose*``: max over output channels of Σ|kernel| over its input group.
+* 1-Lipschitz coordinatewise maps: ReLU, ReLU6, Hardtanh, Tanh, Softsign, Softplus, CELU,
+  :class:`Abs`; ``nn.Sigmoid`` 1/4; ``nn.LeakyReLU`` max(1, |slope|); ``nn.PReLU`` max(1, max|a|);
+  ``nn.ELU`` max(1, |α|); ``nn.Hardswish`` 3/2; ``nn.Hardsigmoid`` 1/6; GELU and SiLU below.
+* Max / average / adaptive pooling: 1 (an average has non-negative weights summing to 1;
+  ``divisor_override`` scales by ``kernel_numel / divisor``).
+* Eval-mode BatchNorm: ``max_i |γ_i| / sqrt(var_i + eps)``.
+* Flatten, Unflatten, Identity, constant padding, Dropout in eval mode: 1.
+
+Unknown modules raise :class:`UnsupportedModuleError`; with ``allow_estimate=True`` they fall back
+to an E1 Jacobian estimate at example inputs and the whole result is ``certified=False``
+(THEORY §1.7, Trap T25).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from .._registry import implements
+from .._validation import as_tensor
+from ..results import LipschitzBound
+
+__all__ = [
+    "Abs",
+    "Residual",
+    "UnsupportedModuleError",
+    "ModuleFactor",
+    "ChainLipschitzReport",
+    "module_lipschitz_constant",
+    "chain_lipschitz_bound",
+    "chain_lipschitz_report",
+    "residual_lipschitz",
+    "GELU_LIPSCHITZ",
+    "GELU_TANH_LIPSCHITZ",
+    "SILU_LIPSCHITZ",
+    "HARDSWISH_LIPSCHITZ",
+]
+
+#: sup|GELU'| = Φ(√2) + √2·φ(√2) = 1.12890414518515…, rounded up (THEORY §1.6; closed form,
+#: verified numerically in tests/lipschitz/test_module_bounds.py).
+GELU_LIPSCHITZ = 1.1289041451852
+#: sup|d/dx ½x(1 + tanh(√(2/π)(x + 0.044715x³)))| = 1.12899306865877… (at x ≈ 1.4185), rounded up
+#: (THEORY §1.6; computed numerically, verified in tests).
+GELU_TANH_LIPSCHITZ = 1.1289930686588
+#: sup|SiLU'| = sup|σ(x)(1 + x(1 − σ(x)))| = 1.09983932012886… (at x ≈ 2.3994), rounded up
+#: (THEORY §1.6; computed numerically, verified in tests).
+SILU_LIPSCHITZ = 1.0998393201289
+#: sup|Hardswish'| = (2·3 + 3)/6 = 3/2 (left limit at x = 3).
+HARDSWISH_LIPSCHITZ = 1.5
+
+
+class UnsupportedModuleError(NotImplementedError, ValueError):
+    """No rigorous ℓ∞ Lipschitz constant is known to certkit for this module type."""
+
+
+class Abs(nn.Module):
+    """Coordinatewise absolute value (the paper's activation λ = |·|); 1-Lipschitz."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x.abs()
+
+
+class Residual(nn.Module):
+    """Residual block ``x ↦ x + body(x)``; :func:`chain_lipschitz_bound` uses ``1 + Lip(body)``."""
+
+    def __init__(self, body: nn.Module):
+        super().__init__()
+        self.body = body
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.body(x)
+
+
+def residual_lipschitz(inner: float) -> float:
+    r"""Lipschitz constant of a residual block ``x ↦ x + f(x)``: at most ``1 + Lip f``.
+
+    THEORY §1.6 (triangle inequality, any norm).
+    """
+    if isinstance(inner, bool) or not isinstance(inner, int | float) or not math.isfinite(inner):
+        raise ValueError(f"inner == {inner!r}, must be a finite number >= 0")
+    if inner < 0:
+        raise ValueError(f"inner == {inner}, must be >= 0 (a Lipschitz constant)")
+    return 1.0 + float(inner)
+
+
+# ----------------------------------------------------------------------------- per-module rules
+def _linear(m: nn.Linear) -> float:
+    W = m.weight.detach().to(torch.float64)
+    return float(W.abs().sum(dim=1).max()) if W.numel() else 0.0
+
+
+def _conv(m: nn.modules.conv._ConvNd) -> float:
+    w = m.weight.detach().to(torch.float64).abs()
+    if not m.transposed:
+        # (C_out, C_in/groups, *k): output channel o sees only its group's inputs
+        return float(w.reshape(w.shape[0], -1).sum(dim=1).max()) if w.numel() else 0.0
+    # transposed: (C_in, C_out/groups, *k); output channel o = g*(C_out/groups) + j
+    g = m.groups
+    cin, cout_g = w.shape[0], w.shape[1]
+    per = w.reshape(g, cin // g, cout_g, -1).sum(dim=(1, 3))  # (groups, C_out/groups)
+    return float(per.max()) if per.numel() else 0.0
+
+
+def _batchnorm(m: nn.modules.batchnorm._BatchNorm) -> float:
+    if m.training:
+        raise ValueError(
+            f"{type(m).__name__} is in training mode (batch statistics); call .eval() so that it "
+            "is a fixed per-channel affine map"
+        )
+    if m.running_var is None:
+        raise ValueError(
+            f"{type(m).__name__} has track_running_stats=False, so it normalises with batch "
+            "statistics even in eval mode; no fixed Lipschitz constant"
+        )
+    var = m.running_var.detach().to(torch.float64)
+    gamma = (m.weight.detach().to(torch.float64) if m.weight is not None
+             else torch.ones_like(var))
+    return float((gamma.abs() / torch.sqrt(var + m.eps)).max())
+
+
+def _dropout(m: nn.Module) -> float:
+    if m.training:
+        raise ValueError(f"{type(m).__name__} is in training mode; call .eval() (identity)")
+    return 1.0
+
+
+def _avgpool(m: nn.Module) -> float:
+    div = getattr(m, "divisor_override", None)
+    if not div:
+        return 1.0
+    ks = m.kernel_size if isinstance(m.kernel_size, tuple) else (m.kernel_size,)
+    dims = {"AvgPool1d": 1, "AvgPool2d": 2, "AvgPool3d": 3}[type(m).__name__]
+    if len(ks) == 1:
+        ks = ks * dims
+    return float(math.prod(ks)) / float(div)
+
+
+def _gelu(m: nn.GELU) -> float:
+    return GELU_TANH_LIPSCHITZ if m.approximate == "tanh" else GELU_LIPSCHITZ
+
+
+def _one(_m: nn.Module) -> float:
+    return 1.0
+
+
+_RULES: tuple[tuple[tuple[type, ...], object], ...] = (
+    ((nn.Linear,), _linear),
+    ((nn.modules.conv._ConvNd,), _conv),
+    ((nn.modules.batchnorm._BatchNorm,), _batchnorm),
+    ((nn.modules.dropout._DropoutNd,), _dropout),
+    ((nn.AvgPool1d, nn.AvgPool2d, nn.AvgPool3d), _avgpool),
+    ((nn.ReLU, nn.ReLU6, nn.Hardtanh, nn.Tanh, nn.Softsign, nn.Softplus, nn.CELU, Abs,
+      nn.Identity, nn.Flatten, nn.Unflatten, nn.MaxPool1d, nn.MaxPool2d, nn.MaxPool3d,
+      nn.AdaptiveMaxPool1d, nn.AdaptiveMaxPool2d, nn.AdaptiveMaxPool3d,
+      nn.AdaptiveAvgPool1d, nn.AdaptiveAvgPool2d, nn.AdaptiveAvgPool3d,
+      nn.ConstantPad1d, nn.ConstantPad2d, nn.ConstantPad3d, nn.ZeroPad2d), _one),
+    ((nn.Sigmoid,), lambda m: 0.25),
+    ((nn.Hardsigmoid,), lambda m: 1.0 / 6.0),
+    ((nn.Hardswish,), lambda m: HARDSWISH_LIPSCHITZ),
+    ((nn.LeakyReLU,), lambda m: max(1.0, abs(float(m.negative_slope)))),
+    ((nn.PReLU,), lambda m: max(1.0, float(m.weight.detach().abs().max()))),
+    ((nn.ELU,), lambda m: max(1.0, abs(float(m.alpha)))),
+    ((nn.GELU,), _gelu),
+    ((nn.SiLU,), lambda m: SILU_LIPSCHITZ),
+)
+
+
+@implements("THEORY-1.6-modules", kind="D")
+def module_lipschitz_constant(module: nn.Module, *, constants: Mapping[type, float] | None = None
+                              ) -> float:
+    r"""Rigorous ℓ∞→ℓ∞ Lipschitz constant of one module (THEORY §1.6).
+
+    ``nn.Sequential`` gives the product of its children, :class:`Residual` gives ``1 + Lip(body)``.
+
+    Parameters
+    ----------
+    module : torch.nn.Module
+    constants : mapping from module type to float, optional
+        User-supplied constants (the caller vouches for them) that override the built-in rules.
+
+    Raises
+    ------
+    UnsupportedModuleError
+        For a module type without a known rigorous constant (e.g. LayerNorm, attention).
+    ValueError
+        For modules in training mode whose map is not fixed (BatchNorm, Dropout).
+    """
+    if not isinstance(module, nn.Module):
+        raise TypeError(f"module must be a torch.nn.Module, got {type(module).__name__}")
+    if constants:
+        for cls, val in constants.items():
+            if isinstance(module, cls):
+                return float(val)
+    if isinstance(module, nn.Sequential):
+        val = 1.0
+        for child in module:
+            val *= module_lipschitz_constant(child, constants=constants)
+        return val
+    if isinstance(module, Residual):
+        return residual_lipschitz(module_lipschitz_constant(module.body, constants=constants))
+    for types, rule in _RULES:
+        if isinstance(module, types):
+            return float(rule(module))
+    raise UnsupportedModuleError(
+        f"no rigorous l-inf Lipschitz constant for module type {type(module).__name__}; "
+        "pass constants={Type: value}, or allow_estimate=True with example_input for an "
+        "uncertified Jacobian estimate (THEORY §1.7)"
+    )
+
+
+@dataclass(frozen=True)
+class ModuleFactor:
+    """One factor of a chain bound: module type name, constant, and whether it is rigorous."""
+
+    name: str
+    value: float
+    certified: bool
+
+
+@dataclass(frozen=True)
+class ChainLipschitzReport:
+    """Per-module factors of :func:`chain_lipschitz_bound` and the resulting bound."""
+
+    factors: tuple[ModuleFactor, ...]
+    bound: LipschitzBound
+
+
+def _as_modules(modules) -> list[nn.Module]:
+    if isinstance(modules, nn.Sequential):
+        return list(modules)
+    if isinstance(modules, nn.Module):
+        return [modules]
+    if isinstance(modules, Iterable):
+        mods = list(modules)
+        for i, m in enumerate(mods):
+            if not isinstance(m, nn.Module):
+                raise TypeError(f"modules[{i}] must be a torch.nn.Module, got {type(m).__name__}")
+        return mods
+    raise TypeError(f"modules must be an nn.Module or an iterable of modules, got "
+                    f"{type(modules).__name__}")
+
+
+def _estimate_induced(module: nn.Module, inp: torch.Tensor) -> float:
+    """Max over samples of ‖J‖_{∞→∞} (per-sample Jacobian) at the given inputs — an estimate."""
+    best = 0.0
+    for s in range(inp.shape[0]):
+        xs = inp[s : s + 1].detach()
+        J = torch.autograd.functional.jacobian(lambda z: module(z).reshape(-1), xs)
+        J = J.reshape(J.shape[0], -1).to(torch.float64)
+        if J.numel():
+            best = max(best, float(J.abs().sum(dim=1).max()))
+    return best
+
+
+def chain_lipschitz_report(
+    modules,
+    *,
+    allow_estimate: bool = False,
+    example_input=None,
+    constants: Mapping[type, float] | None = None,
+) -> ChainLipschitzReport:
+    """Like :func:`chain_lipschitz_bound` but also returns the per-module factors."""
+    mods = _as_modules(modules)
+    if allow_estimate and example_input is not None:
+        h = example_input if isinstance(example_input, torch.Tensor) else as_tensor(
+            example_input, "example_input", ndim=(1, 2, 3, 4, 5))
+        if h.ndim == 0 or h.shape[0] == 0:
+            raise ValueError("example_input must be a non-empty batch (B, ...)")
+    else:
+        h = None
+    factors = []
+    for i, m in enumerate(mods):
+        try:
+            val, cert = module_lipschitz_constant(m, constants=constants), True
+        except UnsupportedModuleError:
+            if not allow_estimate:
+                raise
+            if h is None:
+                raise ValueError(
+                    f"modules[{i}] ({type(m).__name__}) has no rigorous constant; the E1 fallback "
+                    "needs example_input (a batch fed to the first module)"
+                ) from None
+            val, cert = _estimate_induced(m, h), False
+        factors.append(ModuleFactor(type(m).__name__, float(val), cert))
+        if h is not None and i + 1 < len(mods):
+            with torch.no_grad():
+                h = m(h)
+    total = math.prod(f.value for f in factors) if factors else 1.0
+    certified = all(f.certified for f in factors)
+    bound = LipschitzBound((total,), certified=certified,
+                           method="L0" if certified else "estimate:jacobian",
+                           path_dependent=False)
+    return ChainLipschitzReport(tuple(factors), bound)
+
+
+@implements("THEORY-1.6-modules", kind="D")
+def chain_lipschitz_bound(
+    modules,
+    *,
+    allow_estimate: bool = False,
+    example_input=None,
+    constants: Mapping[type, float] | None = None,
+) -> LipschitzBound:
+    r"""Global ℓ∞ Lipschitz bound of a module chain: product of per-module constants.
+
+    Implements THEORY §1.6 (L0 rule extended to conv, pooling, BatchNorm, residual and
+    κ-Lipschitz activations; arXiv 2606.02608, spec addition).
+
+    .. math:: L_s \le \prod_i \mathrm{Lip}_\infty(f_i)
+
+    Parameters
+    ----------
+    modules : nn.Sequential, nn.Module or iterable of nn.Module
+        The chain ψ2 (applied in order).
+    allow_estimate : bool, default False
+        If True, modules without a rigorous rule are replaced by an E1 estimate of
+        ``max ‖J‖_{∞→∞}`` at ``example_input`` (propagated through the chain); the result is then
+        ``certified=False`` and ``method="estimate:jacobian"`` — a lower estimate, not a bound.
+    example_input : tensor, optional
+        Batch (B, ...) fed to the first module; needed only for the estimate fallback.
+    constants : mapping type -> float, optional
+        User-vouched constants overriding the built-in rules.
+
+    Returns
+    -------
+    LipschitzBound
+        One shared value; ``method="L0"``, ``certified=True`` when every factor is rigorous.
+
+    Raises
+    ------
+    UnsupportedModuleError
+        For an unknown module type when ``allow_estimate=False``.
+    """
+    return chain_lipschitz_report(modules, allow_estimate=allow_estimate,
+                                  example_input=example_input, constants=constants).bound
