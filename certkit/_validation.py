@@ -38,7 +38,13 @@ def as_tensor(
         t = x.detach()
         if t.is_complex():
             raise TypeError(f"{name} must be real, got a complex tensor")
-        t = t.to(dtype=dtype)
+        if t.dtype != dtype and t.device.type == "cpu" and t.dtype in _NUMPY_FLOATS \
+                and dtype in _NUMPY_FLOATS:
+            # numpy converts single-threaded: no OpenMP barrier that competes with BLAS
+            # threads still spinning after a previous LAPACK call (fit_mp loops).
+            t = torch.from_numpy(t.numpy().astype(_NUMPY_FLOATS[dtype]))
+        else:
+            t = t.to(dtype=dtype)
     else:
         try:
             arr = np.asarray(x)
@@ -62,12 +68,26 @@ def as_tensor(
             )
     if not allow_empty and t.numel() == 0:
         raise ValueError(f"{name} must not be empty{hint}, got shape {tuple(t.shape)}")
-    # A finite sum implies finite entries (an Inf/NaN entry makes the sum Inf/NaN); only a
-    # non-finite sum (NaN/Inf present, or overflow) needs the allocating elementwise check.
-    if t.dtype.is_floating_point and not bool(torch.isfinite(t.sum())) \
-            and not bool(torch.isfinite(t).all()):
+    if t.dtype.is_floating_point and not _all_finite(t):
         raise ValueError(f"{name} contains NaN or Inf; all entries must be finite")
     return t
+
+
+_NUMPY_FLOATS = {torch.float64: np.float64, torch.float32: np.float32}
+
+
+def _all_finite(t: torch.Tensor) -> bool:
+    """True iff every entry is finite.
+
+    A finite sum implies finite entries (an Inf/NaN entry makes the sum Inf/NaN), so the
+    allocating elementwise check only runs when the sum is not finite (NaN/Inf, or overflow).
+    CPU float tensors are summed by numpy (single-threaded, see :func:`as_tensor`).
+    """
+    if t.device.type == "cpu" and t.dtype in _NUMPY_FLOATS:
+        total = float(np.sum(t.numpy()))
+    else:
+        total = float(t.sum())
+    return math.isfinite(total) or bool(torch.isfinite(t).all())
 
 
 def check_matrix(A, name: str, *, dtype: torch.dtype = torch.float64) -> torch.Tensor:

@@ -13,6 +13,7 @@ import math
 import numpy as np
 import scipy.linalg
 import torch
+from scipy.linalg.blas import dsyrk
 
 from .._registry import implements
 from .._validation import check_int, check_matrix, check_same_shape, check_scalar
@@ -51,33 +52,41 @@ def _svals(A: torch.Tensor) -> np.ndarray:
 _BLAS_CONTROLLER = None
 
 
-def _single_thread_blas():
-    """Context limiting BLAS/LAPACK to one thread (no-op without ``threadpoolctl``).
+def _blas_threads():
+    """Context limiting BLAS/LAPACK to ``torch.get_num_threads()`` threads (no-op without
+    ``threadpoolctl``).
 
-    The tridiagonal reduction inside ``eigvalsh`` is memory-bound: on the 2-core machines a
-    768×768 ``syevr`` took 0.03 s single-threaded but 0.1–7.5 s with 2 OpenBLAS threads when
-    the other core was busy (measured while writing this module).
+    The Gram product and the tridiagonal reduction inside ``eigvalsh`` run in numpy's BLAS,
+    which does not follow torch's thread setting. With more BLAS threads than free cores
+    (e.g. ``pytest -n 2`` on 2 cores) OpenBLAS spin-waits: a 768×768 ``syevr`` then took
+    0.1–7.5 s instead of 0.03 s. Following torch's setting makes one knob control both.
     """
     global _BLAS_CONTROLLER
     try:
         from threadpoolctl import ThreadpoolController
-    except ImportError:  # pragma: no cover - optional speed-up
+    except ImportError:  # pragma: no cover - optional
         return contextlib.nullcontext()
     if _BLAS_CONTROLLER is None:
         _BLAS_CONTROLLER = ThreadpoolController()
-    return _BLAS_CONTROLLER.limit(limits=1, user_api="blas")
+    return _BLAS_CONTROLLER.limit(limits=max(1, torch.get_num_threads()), user_api="blas")
 
 
 def _gram_eigs(A: torch.Tensor) -> np.ndarray:
     """Eigenvalues (ascending, ≥ 0) of the smaller float64 Gram matrix of ``A``.
 
-    LAPACK ``syevr`` through scipy, single-threaded (see :func:`_single_thread_blas`;
-    ``torch.linalg.eigvalsh`` was equally erratic under load).
+    The Gram matrix is formed by numpy (``a.T @ a`` is dispatched to BLAS ``syrk``, half the
+    flops of a general product) and diagonalised by LAPACK ``syevr`` through scipy.
     """
     N, M = A.shape
-    G = A.T @ A if M <= N else A @ A.T
-    with _single_thread_blas():
-        ev = scipy.linalg.eigvalsh(G.cpu().numpy(), driver="evr", check_finite=False)
+    a = A.detach().to(torch.float64).cpu().numpy()
+    if not a.flags.c_contiguous:
+        a = np.ascontiguousarray(a)
+    with _blas_threads():
+        # a.T is a Fortran-ordered (M, N) view: no copy. syrk fills the upper triangle of
+        # a.T·a (M ≤ N, trans=0) or a·a.T (M > N, trans=1); same BLAS as the eigensolver.
+        G = dsyrk(1.0, a.T, trans=0 if M <= N else 1)
+        ev = scipy.linalg.eigvalsh(G, lower=False, driver="evr", check_finite=False,
+                                   overwrite_a=True)
     return np.maximum(ev, 0.0)
 
 
