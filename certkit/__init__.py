@@ -9,7 +9,7 @@ Every reported number is labelled *certified* (a proven bound evaluated with rig
 ingredients) or *estimated*.
 """
 
-from . import bounds, budget, certificates, classification, lipschitz, norms, rmt
+from . import bounds, budget, certificates, classification, factorize, lipschitz, norms, rmt
 from ._registry import implements, registered_results
 from .budget import (
     BudgetAccumulator,
@@ -55,6 +55,7 @@ __all__ = [
     "compute_budget",
     "data_path_budget",
     "elastic_net_certificate",
+    "factorize",
     "fit_mp",
     "frobenius_certificate",
     "implements",

@@ -39,7 +39,8 @@ import torch
 from . import packaged_weights as pw
 from .budget import compute_budget
 from .classification import per_sample_ce
-from .norms import entrywise_l1, fro
+from .factorize import layer_inputs
+from .norms import entrywise_l1, fro, op
 from .results import LipschitzBound
 
 __all__ = [
@@ -206,37 +207,6 @@ def magnitude_mask(A: torch.Tensor, sparsity: float) -> torch.Tensor:
     return keep.reshape(A.shape)
 
 
-def _op_norm(R: torch.Tensor) -> float:
-    """‖R‖_op = sqrt(λ_max) of the smaller float64 Gram matrix (LAPACK ``syevr``, top only).
-
-    Much faster than the full SVD behind ``norms.op`` on 1000x1280 (2 cores), and than
-    ``torch.linalg.eigvalsh``, which is erratic under load here; the *largest* Gram eigenvalue
-    is accurate in float64 (ENV_NOTES: only the smallest ones suffer).
-    """
-    import scipy.linalg
-
-    R = R.to(torch.float64)
-    G = (R @ R.T if R.shape[0] <= R.shape[1] else R.T @ R).numpy()
-    k = G.shape[0] - 1
-    top = scipy.linalg.eigvalsh(G, subset_by_index=[k, k], driver="evr", check_finite=False)
-    return float(max(top[-1], 0.0) ** 0.5)
-
-
-def capture_inputs(model: torch.nn.Module, module: torch.nn.Module,
-                   x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Run ``model(x)`` and return (inputs v_s of ``module``, model logits), via a forward hook."""
-    store: list[torch.Tensor] = []
-    handle = module.register_forward_hook(lambda _m, inp, _out: store.append(inp[0].detach()))
-    try:
-        with torch.no_grad():
-            logits = model(x)
-    finally:
-        handle.remove()
-    if len(store) != 1:
-        raise RuntimeError(f"the target module ran {len(store)} times in one forward, expected 1")
-    return store[0], logits.detach()
-
-
 def classifier_certificates(
     model: torch.nn.Module, images: torch.Tensor, *, target: str = "classifier",
     sparsities: Sequence[float] = DEFAULT_SPARSITIES,
@@ -257,8 +227,8 @@ def classifier_certificates(
     layer = model.get_submodule(target)
     if not isinstance(layer, torch.nn.Linear):
         raise TypeError(f"target {target!r} must be an nn.Linear, got {type(layer).__name__}")
-    V32, logits32 = capture_inputs(model, layer, images)
-    V = V32.to(torch.float64).reshape(V32.shape[0], -1)
+    V32, logits32 = layer_inputs(model, layer, images, return_outputs=True)
+    V = V32.to(torch.float64).reshape(V32.shape[0], -1)  # one position per image
     A = layer.weight.detach().to(torch.float64)
     b = (layer.bias.detach().to(torch.float64) if layer.bias is not None
          else torch.zeros(A.shape[0], dtype=torch.float64))
@@ -291,7 +261,7 @@ def classifier_certificates(
         en_check = elastic_net_certificate(R, budget, lam1, lam2, S=S, observed=delta_J,
                                            scale=scale)
         cm = certificate_margin(R, budget, lam1, lam2)
-        proxy = _op_norm(R) * v_sup_mean
+        proxy = op(R) * v_sup_mean
         rows.append({
             "sparsity": float(p),
             "n_removed": int((~keep).sum()),

@@ -198,11 +198,3 @@ def test_demo_quick(tmp_path, capsys, monkeypatch):
     assert data["mp"]["minilm"] and data["mp"]["efficientnet_lite0"]
 
 
-def test_gram_op_norm_matches_svd():
-    from certkit.demo import _op_norm
-    from certkit.norms import op
-
-    g = torch.Generator().manual_seed(1)
-    for shape in ((30, 50), (50, 30), (1, 9)):
-        R = torch.randn(*shape, generator=g, dtype=torch.float64)
-        assert _op_norm(R) == pytest.approx(op(R), rel=1e-10)
