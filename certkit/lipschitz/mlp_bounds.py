@@ -281,11 +281,11 @@ def _pieces_one(mlp: MLP, k: int, start: np.ndarray, d: np.ndarray, max_pieces: 
     K = mlp.widths[-1]
     if dn == 0.0:
         return PathPieces(edges, np.zeros((1, K)), 0.0)
-    # Affine form of the current pre-activation on each piece: alpha + t * beta with
-    # t = θ·‖d‖ ∈ [0, ‖d‖] (working in t keeps the slope directly normalised by ‖d_s‖_∞).
-    t_edges = np.array([0.0, dn])
+    # Affine form of the current pre-activation on each piece: alpha + θ·beta, θ ∈ [0, 1].
+    # Working directly in θ keeps every breakpoint an exact float root in (t0, t1), so pieces
+    # stay strictly increasing (a rescaled parameter can merge adjacent floats).
     alpha = start[None, :].copy()
-    beta = (d / dn)[None, :].copy()
+    beta = d[None, :].copy()
     act = mlp.activation
     for j in range(k, mlp.depth):
         if j > k:
@@ -294,22 +294,19 @@ def _pieces_one(mlp: MLP, k: int, start: np.ndarray, d: np.ndarray, max_pieces: 
             beta = beta @ W.T
         if not _activated(mlp, j):
             continue
-        t_edges, idx = _split_pieces(t_edges, alpha, beta)
+        edges, idx = _split_pieces(edges, alpha, beta)
         if idx.size > max_pieces:
             raise RuntimeError(
                 f"L3 enumeration exceeded max_pieces == {max_pieces} affine pieces for one "
                 "sample; use lipschitz_L2 (rigorous, cheaper) or raise max_pieces"
             )
         alpha, beta = alpha[idx], beta[idx]
-        mid = 0.5 * (t_edges[:-1] + t_edges[1:])
+        mid = 0.5 * (edges[:-1] + edges[1:])
         z = alpha + mid[:, None] * beta
         D = (z > 0).astype(np.float64) if act == "relu" else np.sign(z)
         alpha = alpha * D
         beta = beta * D
-    # beta is df/dt = (df/dθ)/‖d‖; convert back to θ units
-    theta_edges = t_edges / dn
-    theta_edges[-1] = 1.0
-    return PathPieces(theta_edges, beta * dn, dn)
+    return PathPieces(edges, beta, dn)
 
 
 def path_pieces(mlp: MLP, k: int, S, R, x, *, max_pieces: int = DEFAULT_MAX_PIECES
