@@ -7,6 +7,11 @@ Commands (each handler only parses, calls the public API and writes JSON with so
 * ``mp-fit`` — Marchenko–Pastur fit of every weight of a checkpoint file (``.safetensors``,
   ``.pt``, ``.pth``) or of a packaged model (``minilm``, ``efficientnet-lite0``).
 
+Apps add commands as plugins, so the library never imports them: every entry point of the
+``certkit.cli`` group names a function ``add_parser(subparsers, common)`` that adds one
+subcommand (e.g. ``mc = "synthetic.cli:add_parser"``). A plugin that fails to load is skipped
+with a warning on stderr; the other commands keep working.
+
 ``main(argv=None)`` returns the exit status, so tests call it in-process (STYLE §5).
 """
 
@@ -119,6 +124,27 @@ def _cmd_mp_fit(args) -> int:
     return 0
 
 
+# --------------------------------------------------------------------------- plugins
+
+#: Entry-point group of CLI plugins: ``name = "module:add_parser"``.
+PLUGIN_GROUP = "certkit.cli"
+
+
+def _plugin_entry_points():
+    from importlib.metadata import entry_points
+
+    return sorted(entry_points(group=PLUGIN_GROUP), key=lambda ep: ep.name)
+
+
+def _add_plugins(sub, common) -> None:
+    for ep in _plugin_entry_points():
+        try:
+            ep.load()(sub, common)
+        except Exception as exc:  # noqa: BLE001 - a broken app must not break certkit's own commands
+            print(f"certkit: warning: CLI plugin {ep.name!r} ({ep.value}) not loaded: "
+                  f"{type(exc).__name__}: {exc}", file=sys.stderr)
+
+
 # --------------------------------------------------------------------------- main
 
 
@@ -136,6 +162,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub.required = True
     _add_demo(sub, common)
     _add_mp_fit(sub, common)
+    _add_plugins(sub, common)
     return parser
 
 
