@@ -185,10 +185,31 @@ def _normalise_result(result, name: str) -> dict:
     return out
 
 
+@contextlib.contextmanager
+def _single_threaded():
+    """One BLAS and one torch thread while trials run (restored afterwards).
+
+    Trials are small matrix computations and the parallelism comes from ``jobs``: on a 2-core
+    machine a 2-thread OpenBLAS made small products ~35x slower under load (spin-waiting
+    threads), so every chunk runs single-threaded, in worker processes and in-process alike.
+    """
+    import torch
+    from threadpoolctl import threadpool_limits
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        with threadpool_limits(limits=1):
+            yield
+    finally:
+        torch.set_num_threads(before)
+
+
 def _run_chunk(name: str, trial, tasks: list[tuple[dict, int]]) -> list[TrialRow]:
     """Worker: run the trials of one chunk (no database access here, see the module docstring)."""
-    return [TrialRow(name, config, seed, _normalise_result(trial(dict(config), seed), name))
-            for config, seed in tasks]
+    with _single_threaded():
+        return [TrialRow(name, config, seed, _normalise_result(trial(dict(config), seed), name))
+                for config, seed in tasks]
 
 
 def _auto_chunk_size(n_pending: int, n_workers: int) -> int:
