@@ -9,7 +9,7 @@ Every reported number is labelled *certified* (a proven bound evaluated with rig
 ingredients) or *estimated*.
 """
 
-from . import bounds, budget, certificates, classification, factorize, lipschitz, mc, norms, rmt
+from . import bounds, budget, certificates, classification, factorize, lipschitz, masks, mc, norms, rmt
 from ._registry import implements, registered_results
 from .budget import (
     BudgetAccumulator,
@@ -62,6 +62,7 @@ __all__ = [
     "inverse_bbp",
     "lipschitz",
     "margin_stability",
+    "masks",
     "mc",
     "mp_cdf",
     "mp_edges",

@@ -1,0 +1,216 @@
+r"""``build_masks``: the model-level driver of issue 4 and the registry of mask methods.
+
+Contract (issue 4): ``build_masks(model, method, calibration=None, sparsity=None, pattern=None,
+permute=False, **params) -> MaskSet``. Methods live in :data:`METHODS`, a registry filled by
+:func:`register_method` (timm's ``@register_model`` pattern, STYLE §4.2), so later methods are
+added by registering a builder; the CLI and reports can list them with :func:`list_methods`.
+
+A builder has the signature ``builder(model, layers, *, calibration, sparsity, pattern,
+**params) -> MaskSet``, where ``layers`` is the selected ``{name: module}`` (ALGORITHMS §A.1)
+and ``pattern`` is ``None`` or ``(k, n)``; :func:`build_masks` validates the common arguments
+(sparsity in [0, 1), the pattern, the layer selection) before calling it.
+
+Implemented: ``"magnitude"`` (ALGORITHMS §2, §7.12). Planned (issue 4; registered so that the
+error says so): ``"rmt"`` (§3), ``"seb"`` (§4), ``"ser"`` (§5), ``"hybrid"`` (§6), ``"cast"``
+(§7), ``"wanda"`` (activation-aware |W|·‖x‖ baseline). ``permute=True`` (input-channel
+permutation alignment, §7.8) is planned as well and raises ``NotImplementedError``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+
+import torch
+
+from ._modules import dense_weight, get_module
+from .base import check_sparsity
+from .magnitude import global_magnitude_masks, layerwise_magnitude_masks
+from .maskset import MaskSet
+from .nm import format_pattern, nm_magnitude_mask, parse_pattern
+from .selection import nm_ineligibility, select_layers
+
+__all__ = [
+    "CONTRACT_METHODS",
+    "METHODS",
+    "MethodEntry",
+    "build_masks",
+    "list_methods",
+    "register_method",
+]
+
+#: Method names of the issue-4 contract.
+CONTRACT_METHODS = ("magnitude", "rmt", "seb", "ser", "hybrid", "cast", "wanda")
+
+
+@dataclass(frozen=True)
+class MethodEntry:
+    """A registered mask method: its builder, what it is and where it is specified."""
+
+    name: str
+    builder: Callable[..., MaskSet] | None
+    description: str
+    spec: str
+    implemented: bool
+
+
+#: Registry: method name -> :class:`MethodEntry`.
+METHODS: dict[str, MethodEntry] = {}
+
+
+def register_method(name: str, *, description: str, spec: str = "",
+                    replace: bool = False) -> Callable:
+    """Decorator registering a builder under ``name`` (see the module docstring).
+
+    Registering over an implemented method raises unless ``replace=True``; a *planned*
+    placeholder is replaced silently (that is how later sessions fill in the contract).
+    """
+    if not isinstance(name, str) or not name:
+        raise ValueError(f"name == {name!r}, must be a non-empty string")
+
+    def deco(fn: Callable[..., MaskSet]) -> Callable[..., MaskSet]:
+        old = METHODS.get(name)
+        if old is not None and old.implemented and not replace:
+            raise ValueError(f"mask method {name!r} is already registered "
+                             f"({old.builder.__module__}.{old.builder.__qualname__}); pass "
+                             "replace=True to override it")
+        METHODS[name] = MethodEntry(name, fn, description, spec, True)
+        return fn
+
+    return deco
+
+
+def _planned(name: str, description: str, spec: str) -> None:
+    METHODS[name] = MethodEntry(name, None, description, spec, False)
+
+
+def list_methods(*, implemented_only: bool = False) -> list[str]:
+    """Sorted registered method names (optionally only the implemented ones)."""
+    return sorted(n for n, e in METHODS.items() if e.implemented or not implemented_only)
+
+
+def _select(model: torch.nn.Module, layers) -> dict[str, torch.nn.Module]:
+    if layers is None:
+        return select_layers(model)
+    if isinstance(layers, Mapping):
+        out = {str(n): get_module(model, str(n)) for n in layers}
+    elif isinstance(layers, Sequence) and not isinstance(layers, str):
+        out = {str(n): get_module(model, str(n)) for n in layers}
+    else:
+        raise TypeError("layers must be None (default selector), a mapping name -> module "
+                        "(e.g. from select_layers) or a sequence of module names")
+    if not out:
+        raise ValueError("the layer selection is empty; nothing to prune")
+    return out
+
+
+def build_masks(model: torch.nn.Module, method: str, calibration=None, sparsity=None,
+                pattern=None, permute: bool = False, **params) -> MaskSet:
+    """Compute pruning masks for ``model`` with a registered method (issue 4 contract).
+
+    Never modifies weights (use :func:`~certkit.masks.apply_masks`); with ``permute=True`` a
+    method would permute the model in place into a function-equivalent one (planned).
+
+    Parameters
+    ----------
+    model : nn.Module
+    method : str
+        One of :func:`list_methods` (``"magnitude"`` implemented; ``"rmt"``, ``"seb"``,
+        ``"ser"``, ``"hybrid"``, ``"cast"``, ``"wanda"`` planned).
+    calibration : iterable of input batches, optional
+        For data-aware methods (unused by magnitude).
+    sparsity : float, optional
+        Target sparsity in [0, 1) over the selected tensors (ALGORITHMS §A.2).
+    pattern : str or (k, n), optional
+        k:n pattern such as ``"2:4"`` (1 <= k < n); layers that cannot carry it are skipped
+        and listed with the reason in ``MaskSet.params["skipped"]``.
+    permute : bool, default False
+        Input-channel permutation alignment (ALGORITHMS §7.8). Not implemented yet.
+    **params
+        ``layers`` (None = :func:`~certkit.masks.select_layers` defaults, a mapping from
+        ``select_layers``, or a list of names) and method parameters (magnitude: ``scope``).
+
+    Returns
+    -------
+    MaskSet
+
+    Raises
+    ------
+    ValueError
+        Unknown method (the message lists the valid names), sparsity outside [0, 1), a bad
+        pattern, an empty selection.
+    NotImplementedError
+        A planned method, or ``permute=True``.
+    """
+    if not isinstance(model, torch.nn.Module):
+        raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+    entry = METHODS.get(method) if isinstance(method, str) else None
+    if entry is None:
+        raise ValueError(f"method == {method!r} is unknown; valid methods: {list_methods()}")
+    if sparsity is not None:
+        sparsity = check_sparsity(sparsity)
+    kn = None if pattern is None else parse_pattern(pattern)
+    if not isinstance(permute, bool):
+        raise TypeError(f"permute must be a bool, got {type(permute).__name__}")
+    if not entry.implemented:
+        raise NotImplementedError(
+            f"mask method {method!r} ({entry.description}; {entry.spec}) is planned (issue 4) "
+            f"but not implemented yet; implemented: {list_methods(implemented_only=True)}"
+        )
+    if permute:
+        raise NotImplementedError(
+            "permute=True (input-channel permutation alignment, ALGORITHMS §7.8) is planned "
+            "(issue 4) but not implemented yet; use permute=False"
+        )
+    layers = _select(model, params.pop("layers", None))
+    return entry.builder(model, layers, calibration=calibration, sparsity=sparsity,
+                         pattern=kn, **params)
+
+
+# ---------------------------------------------------------------------------- magnitude
+SCOPES = ("global", "layerwise")
+
+
+@register_method("magnitude", description="magnitude |w|: global, layerwise or k:n",
+                 spec="ALGORITHMS §2, §7.12")
+def _build_magnitude(model, layers, *, calibration=None, sparsity=None, pattern=None,
+                     scope: str = "global") -> MaskSet:
+    """Magnitude masks: global (§2.1) or layerwise (§2.2) exact counts, or k:n (§7.12)."""
+    del calibration  # data-free
+    if scope not in SCOPES:
+        raise ValueError(f"scope == {scope!r}, must be one of {SCOPES}")
+    if pattern is not None:
+        if sparsity is not None:
+            raise ValueError("give sparsity or pattern, not both: a k:n pattern fixes the "
+                             "sparsity of every eligible layer to 1 - k/n")
+        k, n = pattern
+        masks, skipped = {}, {}
+        for name, module in layers.items():
+            reason = nm_ineligibility(module, k, n)
+            if reason is not None:
+                skipped[name] = reason
+                continue
+            masks[name] = nm_magnitude_mask(dense_weight(module), k, n)
+        if not masks:
+            raise ValueError(f"no selected layer can carry a {k}:{n} pattern: {skipped}")
+        params = {"pattern": format_pattern(k, n), "k": k, "n": n, "scope": "k:n",
+                  "tie_break": "flat_index", "skipped": skipped}
+        return MaskSet(masks, "magnitude", params)
+    if sparsity is None:
+        raise ValueError("magnitude needs sparsity (a fraction in [0, 1)) or pattern ('k:n')")
+    weights = {name: dense_weight(module) for name, module in layers.items()}
+    fn = global_magnitude_masks if scope == "global" else layerwise_magnitude_masks
+    masks = fn(weights, sparsity)
+    params = {"sparsity": sparsity, "scope": scope, "tie_break": "flat_index",
+              "count": "round_half_up", "skipped": {}}
+    return MaskSet(masks, "magnitude", params)
+
+
+# ---------------------------------------------------------------------------- planned
+_planned("rmt", "classical RMT: sub-edge SVD reconstruction and its magnitude-mask form",
+         "ALGORITHMS §3")
+_planned("seb", "SEB / S+ spectral-edge layerwise budgets", "ALGORITHMS §4")
+_planned("ser", "SER sparsify-estimate-restore (spectral edge reallocation)", "ALGORITHMS §5")
+_planned("hybrid", "Hybrid Magnitude-SER schedule", "ALGORITHMS §6")
+_planned("cast", "CAST certificate-inspired k:n projection", "ALGORITHMS §7")
+_planned("wanda", "activation-aware |W|·||x|| baseline (Wanda-style)", "issue 4 item 6")

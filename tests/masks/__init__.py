@@ -1,0 +1,1 @@
+"""Tests of certkit.masks (issue 4 foundation)."""
