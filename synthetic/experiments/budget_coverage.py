@@ -17,7 +17,10 @@ draw of R and records the *core event*
 
 (c = 1/2 gives M-Cor 5.10's :math:`t_\delta`), whose failure probability the theorem bounds by
 δ; the realised budget :math:`B_T(R) = (2/|T|)\sum_s L_s\|Rv_s\|_\infty` (M-eq. 8), the bound
-:math:`(2/|T|)\sum_s L_s\|v_s\|_2\,t` and the tightness ratio B_T/bound (≤ 1 on the event).
+:math:`(2/|T|)\sum_s L_s\|v_s\|_2\,t` and the tightness ratio bound/B_T of issue 3 (≥ 1 on
+the event; closer to 1 = tighter). The ratio is undefined when B_T = 0 (only for degenerate
+inputs, every L_s‖Rv_s‖_∞ = 0): the trial then reports ``tightness = None`` (JSON null, NaN in
+pandas), which the summary medians skip; JSON has no ∞ and a sentinel number would bias them.
 For Gaussian R with ``sampler="rv"`` the n×|T| matrix R·V is drawn directly with the exact
 shortcut of THEORY §2.3 (:func:`certkit.mc.sample_rv`; the thin-QR factor of V is cached per
 configuration). With ``sampler="full"`` R itself is drawn, which also allows the *exploratory*
@@ -296,6 +299,11 @@ def _single_setup(key: str) -> _Single:
     return _Single(V, np.linalg.norm(V, axis=0), L, rv_factor, b.threshold, b.value, rel, sp)
 
 
+def _tightness(bound: float, budget: float) -> float | None:
+    """Tightness ratio bound/B_T of issue 3 (≥ 1 on the core event); None if B_T == 0."""
+    return bound / budget if budget > 0 else None
+
+
 def draw_rv(rv_factor: np.ndarray, n: int, g: float, rng: np.random.Generator) -> np.ndarray:
     r"""One draw of R·V (n × |T|) for R iid N(0, g/n), from the cached thin-QR factor of V.
 
@@ -335,7 +343,7 @@ def _single_trial(cfg: dict, rng: np.random.Generator) -> dict:
         "max_ratio": float(ratio.max()),
         "budget": budget,
         "bound": st.bound,
-        "tightness": budget / st.bound if st.bound > 0 else 0.0,
+        "tightness": _tightness(st.bound, budget),
         "threshold": st.threshold,
         "budget_violation_on_event": bool(
             event and budget > st.bound + ATOL + RTOL * max(budget, st.bound)),
@@ -415,7 +423,7 @@ def _multi_trial(cfg: dict, rng: np.random.Generator) -> dict:
         "max_ratio": max_ratio,
         "budget": total_b,
         "bound": total_bound,
-        "tightness": total_b / total_bound if total_bound > 0 else 0.0,
+        "tightness": _tightness(total_bound, total_b),
         "threshold": float(bounds[0].threshold),
         "budget_violation_on_event": bool(violation),
         "rewrite_rel_err": 0.0,
@@ -429,7 +437,8 @@ def trial(config: dict, seed: int) -> dict:
     """One draw of R for ``config``; deterministic in (config, seed). See the module docstring.
 
     Returns ``failure`` (core event violated), ``max_ratio`` = max_s ‖Rv_s‖_∞/(‖v_s‖_2 t),
-    ``budget`` (realised B_T, or Σ_j B_j), ``bound``, ``tightness`` = budget/bound, and for
+    ``budget`` (realised B_T, or Σ_j B_j), ``bound``, ``tightness`` = bound/budget (issue 3;
+    None when the budget is 0), and for
     ``explore_edge=True`` the exploratory Trap T10 columns ``fitted_edge_failure``,
     ``s1_edge_failure`` (and the edge ratios to the nominal σ₊,R).
     """
@@ -492,7 +501,8 @@ def n_trials(quick: bool) -> int:
 
 def summarize(trials: pd.DataFrame) -> pd.DataFrame:
     """One row per configuration: trials, failures, coverage, Clopper–Pearson interval, p_lo,
-    median tightness and max_ratio, and the exploratory Trap T10 coverages (NaN if absent)."""
+    median tightness bound/B_T (trials with B_T = 0 skipped; NaN if there are none) and
+    max_ratio, and the exploratory Trap T10 coverages (NaN if absent)."""
     cols = _cfg_columns(trials)
     groups = list(trials.groupby(cols, dropna=False, sort=True))
     rows = []
@@ -502,7 +512,7 @@ def summarize(trials: pd.DataFrame) -> pd.DataFrame:
         row = dict(zip(cols, key, strict=True))
         row.update(binomial_summary(int(df["failure"].astype(bool).sum()), len(df), delta,
                                     len(groups)))
-        row["median_tightness"] = float(df["tightness"].median())
+        row["median_tightness"] = float(pd.to_numeric(df["tightness"], errors="coerce").median())
         row["median_max_ratio"] = float(df["max_ratio"].median())
         row["max_rewrite_rel_err"] = float(df["rewrite_rel_err"].max())
         row["violations_on_event"] = int(df["budget_violation_on_event"].astype(bool).sum())
@@ -520,7 +530,23 @@ def _describe(row) -> str:
     cfg = ", ".join(f"{k}={row[f'cfg_{k}']}" for k in keys if f"cfg_{k}" in row)
     return (f"[{cfg}] failures {row['failures']}/{row['trials']}, coverage "
             f"{row['coverage']:.4f} CI [{row['coverage_lo']:.4f}, {row['coverage_hi']:.4f}] "
-            f"vs 1-δ = {1 - row['cfg_delta']:.4f}, median B_T/bound {row['median_tightness']:.3g}")
+            f"vs 1-δ = {1 - row['cfg_delta']:.4f}, median bound/B_T {row['median_tightness']:.3g}")
+
+
+def _tightness_vs_n(summary: pd.DataFrame) -> list[str]:
+    """Report-only "tightness vs n" lines: per cell kind, the median over cells of each cell's
+    median bound/B_T, by n (issue 3; cells whose median is undefined are skipped)."""
+    if "cfg_n" not in summary or "median_tightness" not in summary:
+        return []
+    s = summary.assign(_kind=summary["cfg_kind"] if "cfg_kind" in summary else "all")
+    s = s[s["median_tightness"].notna()]
+    msgs = []
+    for kind, grp in s.groupby("_kind", sort=True):
+        per_n = grp.groupby("cfg_n")["median_tightness"].median().sort_index()
+        parts = ", ".join(f"n={int(n)}: {v:.3g}" for n, v in per_n.items())
+        msgs.append(f"tightness vs n ({kind}; median over cells of the median bound/B_T, "
+                    f"reported only): {parts}")
+    return msgs
 
 
 def check(summary: pd.DataFrame) -> Conclusion:
@@ -560,6 +586,7 @@ def check(summary: pd.DataFrame) -> Conclusion:
     if n_viol:
         passed = False
         msgs.append(f"{n_viol} trials with B_T > bound on the core event ([D] violation)")
+    msgs += _tightness_vs_n(s)
     expl = s[s["fitted_edge_coverage"].notna()]
     for _, r in expl.iterrows():
         msgs.append(f"exploratory (Trap T10, not asserted) n={r['cfg_n']}, m={r['cfg_m']}: "
