@@ -16,7 +16,24 @@ Modules: :mod:`~certkit.masks.selection` (which layers, layer types), :mod:`~.ba
 imports timm; safetensors is imported only by ``MaskSet.save``/``load``.
 """
 
-from . import apply, base, build, magnitude, maskset, nm, selection
+# Importing the method modules registers them with build.register_method.
+from . import (
+    apply,
+    base,
+    build,
+    calibration,
+    cast,
+    hybrid,
+    magnitude,
+    maskset,
+    nm,
+    permutation,
+    rmt,
+    seb,
+    selection,
+    ser,
+    wanda,
+)
 from .apply import (
     APPLY_MODES,
     apply_masks,
@@ -58,6 +75,14 @@ from .selection import (
 )
 
 __all__ = [
+    "calibration",
+    "cast",
+    "wanda",
+    "hybrid",
+    "permutation",
+    "rmt",
+    "seb",
+    "ser",
     "APPLY_MODES",
     "CONTRACT_METHODS",
     "KINDS",

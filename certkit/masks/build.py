@@ -10,10 +10,12 @@ A builder has the signature ``builder(model, layers, *, calibration, sparsity, p
 and ``pattern`` is ``None`` or ``(k, n)``; :func:`build_masks` validates the common arguments
 (sparsity in [0, 1), the pattern, the layer selection) before calling it.
 
-Implemented: ``"magnitude"`` (ALGORITHMS §2, §7.12). Planned (issue 4; registered so that the
-error says so): ``"rmt"`` (§3), ``"seb"`` (§4), ``"ser"`` (§5), ``"hybrid"`` (§6), ``"cast"``
-(§7), ``"wanda"`` (activation-aware |W|·‖x‖ baseline). ``permute=True`` (input-channel
-permutation alignment, §7.8) is planned as well and raises ``NotImplementedError``.
+Implemented (each module registers itself): ``"magnitude"`` (ALGORITHMS §2, §7.12),
+``"rmt"`` (§3, :mod:`~certkit.masks.rmt`), ``"seb"`` (§4, :mod:`~certkit.masks.seb`),
+``"ser"`` (§5, :mod:`~certkit.masks.ser`), ``"hybrid"`` (§6, :mod:`~certkit.masks.hybrid`),
+``"cast"`` (§7, :mod:`~certkit.masks.cast`) and ``"wanda"`` (activation-aware |W|·‖x‖
+baseline, :mod:`~certkit.masks.wanda`). ``permute=True`` (function-preserving input-channel
+permutation alignment, §7.8, :mod:`~certkit.masks.permutation`) needs a k:n ``pattern``.
 """
 
 from __future__ import annotations
@@ -108,8 +110,12 @@ def build_masks(model: torch.nn.Module, method: str, calibration=None, sparsity=
                 pattern=None, permute: bool = False, **params) -> MaskSet:
     """Compute pruning masks for ``model`` with a registered method (issue 4 contract).
 
-    Never modifies weights (use :func:`~certkit.masks.apply_masks`); with ``permute=True`` a
-    method would permute the model in place into a function-equivalent one (planned).
+    Never modifies weights (use :func:`~certkit.masks.apply_masks`); with ``permute=True`` the
+    model is first permuted in place into a function-equivalent one
+    (:func:`~certkit.masks.permutation.permute_model`) and the masks refer to the permuted
+    weights; ``MaskSet.permutations`` records ``{consumer: perm}`` and ``MaskSet.params`` the
+    producers changed (``permutation_producers``), the layers left alone with the reason
+    (``permutation_skipped``) and the kept score before/after (``permutation_scores``).
 
     Parameters
     ----------
@@ -125,7 +131,12 @@ def build_masks(model: torch.nn.Module, method: str, calibration=None, sparsity=
         k:n pattern such as ``"2:4"`` (1 <= k < n); layers that cannot carry it are skipped
         and listed with the reason in ``MaskSet.params["skipped"]``.
     permute : bool, default False
-        Input-channel permutation alignment (ALGORITHMS §7.8). Not implemented yet.
+        Input-channel permutation alignment (ALGORITHMS §7.8, §7.8.1); needs ``pattern``.
+        Options in ``params``: ``importance`` (``{layer: tensor}`` shaped like the weight or
+        one value per input channel; default ``|W|``), ``permute_max_iters``,
+        ``permute_time_limit``, ``permute_seed``, ``permute_init``, ``permute_block_size``
+        (see :func:`~certkit.masks.permutation.search_permutation`). If the method's builder
+        fails, the permutation is undone before the error propagates.
     **params
         ``layers`` (None = :func:`~certkit.masks.select_layers` defaults, a mapping from
         ``select_layers``, or a list of names) and method parameters (magnitude: ``scope``).
@@ -138,9 +149,9 @@ def build_masks(model: torch.nn.Module, method: str, calibration=None, sparsity=
     ------
     ValueError
         Unknown method (the message lists the valid names), sparsity outside [0, 1), a bad
-        pattern, an empty selection.
+        pattern, an empty selection, ``permute=True`` without a pattern.
     NotImplementedError
-        A planned method, or ``permute=True``.
+        A planned method.
     """
     if not isinstance(model, torch.nn.Module):
         raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
@@ -157,14 +168,29 @@ def build_masks(model: torch.nn.Module, method: str, calibration=None, sparsity=
             f"mask method {method!r} ({entry.description}; {entry.spec}) is planned (issue 4) "
             f"but not implemented yet; implemented: {list_methods(implemented_only=True)}"
         )
-    if permute:
-        raise NotImplementedError(
-            "permute=True (input-channel permutation alignment, ALGORITHMS §7.8) is planned "
-            "(issue 4) but not implemented yet; use permute=False"
-        )
+    if permute and kn is None:
+        raise ValueError(
+            "permute=True needs pattern='k:n': the permutation search maximises the importance "
+            "kept by a k:n pattern, and an unstructured mask does not depend on the order of "
+            "the input channels (nothing to align)")
     layers = _select(model, params.pop("layers", None))
-    return entry.builder(model, layers, calibration=calibration, sparsity=sparsity,
-                         pattern=kn, **params)
+    if not permute:
+        return entry.builder(model, layers, calibration=calibration, sparsity=sparsity,
+                             pattern=kn, **params)
+    from .permutation import permute_model
+
+    opts = {key: params.pop(f"permute_{key}") for key in ("max_iters", "time_limit", "seed",
+                                                          "init", "block_size")
+            if f"permute_{key}" in params}
+    report = permute_model(model, layers, *kn, importance=params.pop("importance", None),
+                           **opts)
+    try:
+        ms = entry.builder(model, layers, calibration=calibration, sparsity=sparsity,
+                           pattern=kn, **params)
+    except BaseException:
+        report.undo(model)  # leave the model as it was on any error
+        raise
+    return report.attach(ms)
 
 
 # ---------------------------------------------------------------------------- magnitude
