@@ -26,3 +26,11 @@ def test_readme_property_suite_example_runs():
     ns: dict = {}
     exec(compile(_python_blocks()[1], "README property example", "exec"), ns)  # noqa: S102
     settings(max_examples=25)(ns["test_my_pruning_rule_is_certified"])()
+
+
+def test_readme_masks_example_runs():
+    blocks = [b for b in _python_blocks() if "certkit.masks as M" in b]
+    assert blocks, "README lost its masks example"
+    ns: dict = {}
+    exec(compile(blocks[0], "README masks example", "exec"), ns)  # noqa: S102
+    assert ns["ms"].achieved_sparsity == 0.5 and ns["R"]
