@@ -46,3 +46,20 @@ def test_expected_skips(timm_model):
     cn = build_masks(timm_model("convnext_atto"), "magnitude", pattern="12:16")
     assert "stem.0" not in cn.params["skipped"]  # 3·4·4 = 48 = 3·16
     assert "head.fc" in cn.masks
+
+
+@pytest.mark.parametrize("model_name", TIMM_MODELS)
+def test_cast_2_4_is_valid_on_every_eligible_layer(timm_model, model_name):
+    """CAST 2:4 (data-aware, ALGORITHMS §7) on real timm architectures: every output layer
+    passes validate_nm and every other selected layer is skipped with a reason."""
+    import torch
+
+    model = timm_model(model_name)
+    calib = [torch.randn(2, 3, 224, 224, generator=torch.Generator().manual_seed(0))]
+    ms = build_masks(model, "cast", calibration=calib, pattern="2:4")
+    assert ms.masks
+    for name, mask in ms.masks.items():
+        validate_nm(mask, 2, 4)
+        assert mask.shape == model.get_submodule(name).weight.shape
+    assert set(ms.masks).isdisjoint(ms.params["skipped"])
+    validate_masks(ms, model)
