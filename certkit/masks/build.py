@@ -38,6 +38,7 @@ __all__ = [
     "MethodEntry",
     "build_masks",
     "list_methods",
+    "permute_dense",
     "register_method",
 ]
 
@@ -136,7 +137,11 @@ def build_masks(model: torch.nn.Module, method: str, calibration=None, sparsity=
         one value per input channel; default ``|W|``), ``permute_max_iters``,
         ``permute_time_limit``, ``permute_seed``, ``permute_init``, ``permute_block_size``
         (see :func:`~certkit.masks.permutation.search_permutation`). If the method's builder
-        fails, the permutation is undone before the error propagates.
+        fails, the permutation is undone before the error propagates. A ``dense=`` argument
+        (CAST free restoration) is given in the *original* coordinates and mapped through the
+        permutations before the builder sees it (:func:`permute_dense`;
+        ``MaskSet.params["dense_permuted"]``); later calls of ``cast_values``/``materialize``
+        need ``permute_dense(dense, maskset)``.
     **params
         ``layers`` (None = :func:`~certkit.masks.select_layers` defaults, a mapping from
         ``select_layers``, or a list of names) and method parameters (magnitude: ``scope``).
@@ -184,13 +189,105 @@ def build_masks(model: torch.nn.Module, method: str, calibration=None, sparsity=
             if f"permute_{key}" in params}
     report = permute_model(model, layers, *kn, importance=params.pop("importance", None),
                            **opts)
+    aligned = params.get("dense") is not None and bool(report.permutations)
     try:
+        if aligned:  # dense weights come in the original coordinates (free restoration)
+            params["dense"] = _permute_dense(
+                params["dense"], report.permutations,
+                {c: report.sites[c].modules for c in report.permutations}, model)
         ms = entry.builder(model, layers, calibration=calibration, sparsity=sparsity,
                            pattern=kn, **params)
     except BaseException:
         report.undo(model)  # leave the model as it was on any error
         raise
-    return report.attach(ms)
+    out = report.attach(ms)
+    if aligned:
+        out.params["dense_permuted"] = True
+    return out
+
+
+# ---------------------------------------------------------------------------- dense weights
+_CHANNEL_ATTRS = ("weight", "bias", "running_mean", "running_var")
+
+
+def _permute_dense(dense, permutations: Mapping[str, torch.Tensor],
+                   producers: Mapping[str, Sequence[str]], model=None):
+    """``dense`` (module or mapping, original coordinates) mapped through ``permutations``.
+
+    Returns ``dense`` itself when it is ``model`` (already permuted in place), otherwise a new
+    mapping: consumer weights get their columns (dim 1) permuted, the producer (first of
+    ``producers[c]``) its rows and bias (dim 0), channelwise modules their 1-D tensors.
+    Entries are looked up by module name and by state-dict key (``name.weight``, ...), as
+    :func:`~certkit.masks.cast.build_cast` reads them; tensors that *are* the permuted model's
+    own parameters (aliases, already permuted in place) are left alone.
+    """
+    if dense is None or dense is model:
+        return dense
+    if isinstance(dense, torch.nn.Module):
+        out = {name: dense_weight(m) for name, m in dense.named_modules()
+               if isinstance(getattr(m, "weight", None), torch.Tensor)}
+    elif isinstance(dense, Mapping):
+        out = dict(dense)
+    else:
+        raise TypeError(f"dense must be None, an nn.Module or a mapping name -> tensor, got "
+                        f"{type(dense).__name__}")
+    own = set() if model is None else {t.data_ptr() for t in model.parameters()}
+
+    def index(key: str, dim: int, perm: torch.Tensor, ndim: int | None = None) -> None:
+        t = out.get(key)
+        if t is None:
+            return
+        t = torch.as_tensor(t).detach()
+        if t.ndim <= dim or t.shape[dim] != perm.numel() or (ndim is not None
+                                                             and t.ndim != ndim):
+            return
+        if t.data_ptr() in own:
+            return
+        out[key] = t.index_select(dim, perm.to(t.device))
+
+    for consumer, perm in permutations.items():
+        perm = torch.as_tensor(perm, dtype=torch.int64)
+        for key in (consumer, f"{consumer}.weight"):
+            index(key, 1, perm)
+        mods = list(producers.get(consumer, ()))
+        if mods:
+            index(mods[0], 0, perm)
+            for attr in ("weight", "bias"):
+                index(f"{mods[0]}.{attr}", 0, perm)
+        for nm in mods[1:]:
+            index(nm, 0, perm, ndim=1)
+            for attr in _CHANNEL_ATTRS:
+                index(f"{nm}.{attr}", 0, perm, ndim=1)
+    return out
+
+
+def permute_dense(dense, maskset: MaskSet, model: torch.nn.Module | None = None):
+    """Map dense weights from the original coordinates into those of a permuted ``maskset``.
+
+    After ``build_masks(..., permute=True)`` the model and the masks live in permuted
+    coordinates (``maskset.permutations``, producers in
+    ``maskset.params["permutation_producers"]``); pass the result of this function, not the
+    original dense weights, to :func:`~certkit.masks.cast.cast_values` /
+    :func:`~certkit.masks.cast.materialize` / :func:`~certkit.masks.cast.restoration_split`.
+    ``build_masks`` applies the same mapping to a ``dense=`` argument itself.
+
+    Parameters
+    ----------
+    dense : nn.Module or mapping
+        Dense weights by module name or state-dict key, in the original coordinates.
+    maskset : MaskSet
+    model : nn.Module, optional
+        The permuted model: returned unchanged if ``dense`` is it, and tensors aliasing its
+        parameters are not permuted twice.
+
+    Returns
+    -------
+    mapping (or ``dense`` itself when nothing is permuted)
+    """
+    if not maskset.permutations:
+        return dense
+    producers = maskset.params.get("permutation_producers", {})
+    return _permute_dense(dense, maskset.permutations, producers, model)
 
 
 # ---------------------------------------------------------------------------- magnitude

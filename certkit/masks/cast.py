@@ -341,7 +341,9 @@ def build_cast(model, layers, *, calibration=None, sparsity=None, pattern=None,
         Hamming prior weight (§7.6); a no-op for dense sources.
     dense : nn.Module or mapping, optional
         Dense pretrained weights for free restoration (§7.3), by module name or state-dict
-        key, in the model's current coordinates.
+        key, in the model's current coordinates; through ``build_masks(..., permute=True)``
+        give them in the original coordinates (mapped by
+        :func:`~certkit.masks.build.permute_dense`).
     free_restoration : bool, default True
         Use dense values for source-zero slots (only with ``dense``).
     cost : {"l2"}
