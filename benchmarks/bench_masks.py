@@ -27,6 +27,7 @@ import copy
 import datetime as _dt
 import os
 import platform
+import sys
 import time
 from pathlib import Path
 
@@ -44,8 +45,8 @@ N_IMAGES, BATCH = 64, 16
 TARGET_S = 60.0
 THREADS = 2
 SEED = 0
-RESULTS = Path(__file__).with_name("RESULTS.md")
-START, END = "<!-- bench_masks:start -->", "<!-- bench_masks:end -->"
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # sibling helper module
+from _results import write_section  # noqa: E402
 
 
 # ------------------------------------------------------------------------------ baseline
@@ -111,18 +112,6 @@ def greedy_stripe_swap(importance: torch.Tensor, k: int, n: int, *, max_passes: 
 
 
 # ------------------------------------------------------------------------------ bench
-def _write_section(text: str) -> None:
-    block = f"{START}\n{text.rstrip()}\n{END}\n"
-    old = RESULTS.read_text() if RESULTS.exists() else "# Benchmark results\n\n"
-    if START in old and END in old:
-        head, rest = old.split(START, 1)
-        tail = rest.split(END, 1)[1].lstrip("\n")
-        new = head + block + ("\n" + tail if tail else "")
-    else:
-        new = old.rstrip("\n") + "\n\n" + block
-    RESULTS.write_text(new)
-
-
 def _gain(before: float, after: float) -> str:
     return f"{after - before:+.4g} ({100 * (after / before - 1):+.3f}%)"
 
@@ -217,7 +206,7 @@ def main(argv=None) -> int:
     text = "\n".join(lines)
     print(text)
     if not args.no_write:
-        _write_section(text)
+        write_section("bench_masks", text)
     return 0
 
 

@@ -21,6 +21,7 @@ import argparse
 import datetime as _dt
 import os
 import platform
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -31,8 +32,9 @@ from threadpoolctl import threadpool_limits
 from synthetic.experiments import budget_coverage
 from synthetic.registry import Experiment, register
 
-RESULTS = Path(__file__).with_name("RESULTS.md")
-START, END = "<!-- bench_mc:start -->", "<!-- bench_mc:end -->"
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # sibling helper module
+from _results import write_section  # noqa: E402
+
 #: The issue's benchmark cell (m is free; 256 keeps |T| < m so VᵀV is non-singular).
 CONFIG = budget_coverage.validate_config({"n": 1024, "m": 256, "T": 64, "delta": 0.1})
 TARGET_S = 60.0
@@ -66,17 +68,6 @@ def time_runner(n_trials: int, jobs: int):
         res = run_experiment(BENCH_NAME, jobs=jobs, store=Path(tmp) / "bench.sqlite",
                              progress=False)
         return time.perf_counter() - t0, res
-
-
-def _write(section: str) -> None:
-    text = RESULTS.read_text() if RESULTS.exists() else "# Benchmark results\n"
-    block = f"{START}\n{section.rstrip()}\n{END}"
-    if START in text and END in text:
-        head, rest = text.split(START, 1)
-        text = head + block + rest.split(END, 1)[1]
-    else:
-        text = text.rstrip() + "\n\n" + block + "\n"
-    RESULTS.write_text(text)
 
 
 def main(argv=None) -> int:
@@ -113,7 +104,7 @@ def main(argv=None) -> int:
     report = "\n".join(lines)
     print(report)
     if not args.no_write:
-        _write(f"## bench_mc.py — M-Cor 5.10 coverage, n = 1024, |T| = 64 "
+        write_section("bench_mc", f"## bench_mc.py — M-Cor 5.10 coverage, n = 1024, |T| = 64 "
                f"({_dt.date.today().isoformat()})\n\n"
                "Command: `.venv/bin/python benchmarks/bench_mc.py` (target: 10,000 trials in "
                "< 60 s on 2 cores; R·V drawn with the exact shortcut of THEORY §2.3).\n\n"

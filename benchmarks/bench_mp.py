@@ -15,6 +15,7 @@ import datetime as _dt
 import logging
 import os
 import platform
+import sys
 import time
 import warnings
 from pathlib import Path
@@ -23,8 +24,9 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 import torch  # noqa: E402
 
-RESULTS = Path(__file__).with_name("RESULTS.md")
-START, END = "<!-- bench_mp:start -->", "<!-- bench_mp:end -->"
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # sibling helper module
+from _results import write_section  # noqa: E402
+
 MODEL = "vit_base_patch16_224"
 
 
@@ -64,18 +66,6 @@ def bench(model, repeat: int) -> tuple[float, float, list]:
     return t_fit, t_ww, fits
 
 
-def _write_section(text: str) -> None:
-    block = f"{START}\n{text.rstrip()}\n{END}\n"
-    old = RESULTS.read_text() if RESULTS.exists() else "# Benchmark results\n\n"
-    if START in old and END in old:
-        head, rest = old.split(START, 1)
-        tail = rest.split(END, 1)[1].lstrip("\n")
-        new = head + block + ("\n" + tail if tail else "")
-    else:
-        new = old.rstrip("\n") + "\n\n" + block
-    RESULTS.write_text(new)
-
-
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--repeat", type=int, default=2,
@@ -112,7 +102,7 @@ def main(argv=None) -> int:
     text = "\n".join(lines)
     print(text)
     if not args.no_write:
-        _write_section(text)
+        write_section("bench_mp", text)
     return 0
 
 

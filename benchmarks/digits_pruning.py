@@ -30,6 +30,7 @@ import datetime as _dt
 import math
 import os
 import platform
+import sys
 import time
 import traceback
 from pathlib import Path
@@ -40,8 +41,10 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # sibling helper module
+from _results import write_section  # noqa: E402
+
 RESULTS = Path(__file__).with_name("RESULTS.md")
-START, END = "<!-- digits:start -->", "<!-- digits:end -->"
 SPARSITIES = (0.5, 0.7)
 METHODS = ("magnitude", "rmt", "ser", "hybrid", "cast")
 #: CAST pattern per sparsity (1 − k/n must equal s exactly).
@@ -273,17 +276,6 @@ def verdict(results: dict, seeds, s: float = 0.7) -> str:
             f"1 image = 0.22 pp){noise}.")
 
 
-def write_section(text: str, path: Path = RESULTS) -> None:
-    block = f"{START}\n{text.rstrip()}\n{END}"
-    old = path.read_text() if path.exists() else "# Benchmark results\n"
-    if START in old and END in old:
-        a, b = old.index(START), old.index(END) + len(END)
-        new = old[:a] + block + old[b:]
-    else:
-        new = old.rstrip("\n") + "\n\n" + block + "\n"
-    path.write_text(new)
-
-
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
@@ -340,7 +332,7 @@ def main(argv=None) -> int:
     ])
     print(text)
     if not args.no_write:
-        write_section(text)
+        write_section("digits", text)
         print(f"\nwrote the digits section of {RESULTS}")
     return 0
 
