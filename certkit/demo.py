@@ -40,6 +40,7 @@ from . import packaged_weights as pw
 from .budget import compute_budget
 from .classification import per_sample_ce
 from .factorize import layer_inputs
+from .masks import magnitude_mask
 from .norms import entrywise_l1, fro, op
 from .results import LipschitzBound
 
@@ -49,7 +50,6 @@ __all__ = [
     "CERT_COLUMNS",
     "classifier_certificates",
     "format_table",
-    "magnitude_mask",
     "mp_diagnostics",
     "run_demo",
 ]
@@ -194,17 +194,6 @@ _MP_VALUES = ("ratio", "entry_variance", "lambda_plus", "sigma_plus", "bulk_frac
 
 
 # --------------------------------------------------------------------------- (b) certificates
-
-
-def magnitude_mask(A: torch.Tensor, sparsity: float) -> torch.Tensor:
-    """Boolean keep-mask removing the ``round(sparsity·numel)`` smallest-|A| entries."""
-    if not 0.0 <= sparsity <= 1.0:
-        raise ValueError(f"sparsity == {sparsity}, must lie in [0, 1]")
-    k = int(round(sparsity * A.numel()))
-    keep = torch.ones(A.numel(), dtype=torch.bool)
-    if k:
-        keep[torch.argsort(A.abs().reshape(-1), stable=True)[:k]] = False
-    return keep.reshape(A.shape)
 
 
 def classifier_certificates(

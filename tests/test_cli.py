@@ -13,7 +13,8 @@ import pytest
 import torch
 
 from certkit.cli import build_parser, main
-from certkit.demo import CERT_COLUMNS, MP_COLUMNS, format_table, magnitude_mask
+from certkit.demo import CERT_COLUMNS, MP_COLUMNS, format_table
+from certkit.masks import magnitude_mask
 from certkit.packaged_weights import (
     PACKAGED_MODELS,
     as_weight_matrix,

@@ -10,7 +10,14 @@ import numpy as np
 
 from certkit.mc import binom_check, clopper_pearson
 
-__all__ = ["FAMILY_FALSE_FAILURE", "binomial_summary", "config_key", "config_rng", "trial_rng"]
+__all__ = [
+    "FAMILY_FALSE_FAILURE",
+    "binomial_summary",
+    "config_key",
+    "config_rng",
+    "trial_rng",
+    "with_defaults",
+]
 
 #: Family-wise false-failure rate of the whole grid (THEORY §2.3: BinomCheck at 99.9%); the
 #: per-cell level of the two-sided Clopper–Pearson interval is 1 − FAMILY_FALSE_FAILURE/#cells.
@@ -54,3 +61,13 @@ def binomial_summary(failures: int, trials: int, delta: float, n_checks: int) ->
         "p_lo": bc.p_lo, "level": level,
         "rejected": bool(1.0 - lo < 1.0 - float(delta)),
     }
+
+
+def with_defaults(config: dict, defaults: dict) -> dict:
+    """``{**defaults, **config}`` after rejecting non-dicts and unknown keys (listing valid ones)."""
+    if not isinstance(config, dict):
+        raise ValueError(f"config must be a dict, got {type(config).__name__}")
+    unknown = sorted(set(config) - set(defaults))
+    if unknown:
+        raise ValueError(f"unknown config keys {unknown}; valid keys: {sorted(defaults)}")
+    return {**defaults, **config}

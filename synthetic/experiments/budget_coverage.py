@@ -78,6 +78,7 @@ from synthetic.experiments._common import (
     config_key,
     config_rng,
     trial_rng,
+    with_defaults,
 )
 from synthetic.registry import Conclusion, Experiment, register
 
@@ -186,12 +187,7 @@ def validate_config(config: dict) -> dict:
     Unknown keys, unknown laws / input kinds / samplers and out-of-range numbers (δ ∉ (0, 1),
     n < 1, ...) are rejected with a message listing the valid values.
     """
-    if not isinstance(config, dict):
-        raise ValueError(f"config must be a dict, got {type(config).__name__}")
-    unknown = sorted(set(config) - set(CONFIG_DEFAULTS))
-    if unknown:
-        raise ValueError(f"unknown config keys {unknown}; valid keys: {sorted(CONFIG_DEFAULTS)}")
-    cfg = {**CONFIG_DEFAULTS, **config}
+    cfg = with_defaults(config, CONFIG_DEFAULTS)
     _check_choice(cfg, "kind", KINDS)
     _check_choice(cfg, "law", ENTRY_LAWS)
     _check_choice(cfg, "sampler", SAMPLERS)

@@ -93,6 +93,7 @@ from synthetic.experiments._common import (
     config_key,
     config_rng,
     trial_rng,
+    with_defaults,
 )
 from synthetic.networks import gaussian_mixture, sr_mlp
 from synthetic.registry import Conclusion, Experiment, register
@@ -163,12 +164,7 @@ def _num(cfg: dict, key: str, lo: float, hi: float = math.inf, *, lo_open=True, 
 
 def validate_config(config: dict) -> dict:
     """The configuration with defaults filled in; ValueError (listing valid values) if invalid."""
-    if not isinstance(config, dict):
-        raise ValueError(f"config must be a dict, got {type(config).__name__}")
-    unknown = sorted(set(config) - set(CONFIG_DEFAULTS))
-    if unknown:
-        raise ValueError(f"unknown config keys {unknown}; valid keys: {sorted(CONFIG_DEFAULTS)}")
-    cfg = {**CONFIG_DEFAULTS, **config}
+    cfg = with_defaults(config, CONFIG_DEFAULTS)
     for key, choices in (("activation", ACTIVATIONS), ("structure", STRUCTURES),
                          ("sampler", SAMPLERS)):
         if cfg[key] not in choices:

@@ -35,7 +35,7 @@ import numpy as np
 import pandas as pd
 
 from certkit.bounds import thresholding_level
-from synthetic.experiments._common import binomial_summary, trial_rng
+from synthetic.experiments._common import binomial_summary, trial_rng, with_defaults
 from synthetic.registry import Conclusion, Experiment, register
 
 __all__ = ["MAGNITUDES", "check", "grid", "n_trials", "summarize", "trial"]
@@ -59,12 +59,7 @@ EVENTS = ("no_false_positive", "sandwich", "exact_recovery")
 
 
 def _validate(config: dict) -> dict:
-    if not isinstance(config, dict):
-        raise ValueError(f"config must be a dict, got {type(config).__name__}")
-    unknown = sorted(set(config) - set(CONFIG_DEFAULTS))
-    if unknown:
-        raise ValueError(f"unknown config keys {unknown}; valid keys: {sorted(CONFIG_DEFAULTS)}")
-    cfg = {**CONFIG_DEFAULTS, **config}
+    cfg = with_defaults(config, CONFIG_DEFAULTS)
     for key in ("N", "M"):
         v = cfg[key]
         if isinstance(v, bool) or not isinstance(v, int) or v < 1:
