@@ -40,6 +40,7 @@ __all__ = [
     "list_methods",
     "permute_dense",
     "register_method",
+    "require_unstructured",
 ]
 
 #: Method names of the issue-4 contract.
@@ -85,6 +86,19 @@ def register_method(name: str, *, description: str, spec: str = "",
 
 def _planned(name: str, description: str, spec: str) -> None:
     METHODS[name] = MethodEntry(name, None, description, spec, False)
+
+
+def require_unstructured(method: str, sparsity, pattern) -> float:
+    """Common argument rule of the unstructured builders (rmt, seb, ser, hybrid).
+
+    Returns ``sparsity``; raises ``ValueError`` for a k:n ``pattern`` or a missing sparsity.
+    """
+    if pattern is not None:
+        raise ValueError(f"{method} builds unstructured masks; pattern (k:n) is not supported "
+                         "— use method='magnitude' or 'cast' for k:n")
+    if sparsity is None:
+        raise ValueError(f"{method} needs sparsity (a fraction in [0, 1))")
+    return sparsity
 
 
 def list_methods(*, implemented_only: bool = False) -> list[str]:

@@ -36,7 +36,7 @@ from .._validation import check_scalar
 from ._modules import dense_weight, weight_parameter
 from .apply import apply_masks, rezero_weights
 from .base import check_sparsity, n_prune_for_sparsity
-from .build import _select, register_method
+from .build import _select, register_method, require_unstructured
 from .magnitude import global_magnitude_masks
 from .maskset import MaskSet
 from .ser import layer_sigma_plus, ser_step
@@ -199,10 +199,7 @@ def _build_hybrid(model, layers, *, calibration=None, sparsity=None, pattern=Non
                   grid: Sequence[float] = DEFAULT_GRID, **params) -> MaskSet:
     """``build_masks(model, "hybrid", sparsity=s)``: the last MaskSet of :func:`hybrid_schedule`
     over the grid points below ``s`` followed by ``s``, without fine-tuning (masks only)."""
-    if pattern is not None:
-        raise ValueError("hybrid is unstructured; pattern must be None")
-    if sparsity is None:
-        raise ValueError("hybrid needs sparsity (a fraction in [0, 1))")
+    require_unstructured("hybrid", sparsity, pattern)
     for bad in ("finetune", "drop_threshold"):
         if params.get(bad) is not None:
             raise ValueError(f"build_masks('hybrid') never fine-tunes or evaluates; {bad} is "

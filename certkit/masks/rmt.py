@@ -60,7 +60,7 @@ from ..rmt import fit_mp
 from ..rmt.bulk_edge import DEFAULT_ALPHA, DEFAULT_BETA, DEFAULT_SPIKE_LEVEL, MPFit
 from ._modules import dense_weight, get_module, matrix_view
 from .base import check_sparsity, check_weight, exact_prune_mask, n_prune_for_sparsity
-from .build import register_method
+from .build import register_method, require_unstructured
 from .maskset import MaskSet
 from .selection import select_layers
 
@@ -359,11 +359,7 @@ def _build_rmt(model, layers, *, calibration=None, sparsity=None, pattern=None,
                spike_level: float = DEFAULT_SPIKE_LEVEL) -> MaskSet:
     """Mask form of classical RMT (module docstring; ALGORITHMS §3). Data-free."""
     del calibration  # data-free: accepted and ignored
-    if pattern is not None:
-        raise ValueError("rmt builds unstructured masks; pattern (k:n) is not supported — use "
-                         "method='magnitude' or 'cast' for k:n")
-    if sparsity is None:
-        raise ValueError("rmt needs sparsity (a fraction in [0, 1))")
+    require_unstructured("rmt", sparsity, pattern)
     weights = {name: dense_weight(module) for name, module in layers.items()}
     masks, report = rmt_masks(weights, sparsity, threshold=threshold, scope=scope, alpha=alpha,
                               beta=beta, spike_level=spike_level)

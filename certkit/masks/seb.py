@@ -46,7 +46,7 @@ from .._validation import check_int, check_scalar
 from ..rmt import fit_mp, singular_values
 from ._modules import dense_weight, matrix_view
 from .base import check_sparsity, check_weight
-from .build import register_method
+from .build import register_method, require_unstructured
 from .magnitude import global_magnitude_masks
 from .maskset import MaskSet
 from .selection import SEB_LAYER_TYPES, layer_type
@@ -325,11 +325,7 @@ def _build_seb(model, layers, *, calibration=None, sparsity=None, pattern=None,
     :func:`seb_masks` (``signal, signals, beta, s_d, p, beta_attn, beta_mlp, regime,
     missing, floor, fit_kwargs``); layer types from :func:`~certkit.masks.layer_type`."""
     del calibration  # data-free: accepted and ignored
-    if pattern is not None:
-        raise ValueError("seb builds unstructured masks; pattern (k:n) is not supported — use "
-                         "method='magnitude' or 'cast' for k:n")
-    if sparsity is None:
-        raise ValueError("seb needs sparsity (a fraction in [0, 1))")
+    require_unstructured("seb", sparsity, pattern)
     allowed = {"signal", "signals", "beta", "s_d", "p", "beta_attn", "beta_mlp", "regime",
                "missing", "floor", "fit_kwargs"}
     bad = sorted(set(params) - allowed)

@@ -57,7 +57,7 @@ import torch
 from .._validation import check_int, check_scalar
 from ._modules import dense_weight, get_module, weight_parameter
 from .base import check_sparsity, exact_prune_mask, n_prune_for_sparsity
-from .build import register_method
+from .build import register_method, require_unstructured
 from .maskset import MaskSet
 from .selection import layer_type
 
@@ -597,9 +597,5 @@ def ser_split(model: torch.nn.Module, maskset: MaskSet, *,
 def _build_ser(model, layers, *, calibration=None, sparsity=None, pattern=None,
                **params) -> SERMaskSet:
     """``build_masks(model, "ser", sparsity=s, calibration=..., **params)``: :func:`ser_step`."""
-    if pattern is not None:
-        raise ValueError("ser is unstructured; pattern must be None (use 'cast' or "
-                         "'magnitude' for k:n masks)")
-    if sparsity is None:
-        raise ValueError("ser needs sparsity (a fraction in [0, 1))")
+    require_unstructured("ser", sparsity, pattern)
     return ser_step(model, layers, sparsity, calibration=calibration, **params)
