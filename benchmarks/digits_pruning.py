@@ -25,7 +25,6 @@ under load from other processes made a training step ~40x slower (2 s vs 50 ms).
 from __future__ import annotations
 
 import argparse
-import copy
 import datetime as _dt
 import math
 import os
@@ -39,142 +38,29 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
-import torch.nn.functional as F  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # sibling helper module
 from _results import write_section  # noqa: E402
 
+# Data, model, training, fine-tuning and pruning are shared with the embedded default of
+# `certkit audit` (audits.default): audits.data.digits_split and audits.digits.
+from audits.data import digits_split as load_data  # noqa: E402
+from audits.digits import (  # noqa: E402
+    CAST_PATTERNS,
+    accuracy,
+    batches,
+    finetune,
+    make_digits_vit,
+    prune_model,
+    train_dense,
+)
+
 RESULTS = Path(__file__).with_name("RESULTS.md")
 SPARSITIES = (0.5, 0.7)
 METHODS = ("magnitude", "rmt", "ser", "hybrid", "cast")
-#: CAST pattern per sparsity (1 − k/n must equal s exactly).
-CAST_PATTERNS = {0.5: (2, 4), 0.7: (3, 10)}
-LAYER_PATTERNS = ("blocks.*.attn.qkv", "blocks.*.attn.proj", "blocks.*.mlp.fc1",
-                  "blocks.*.mlp.fc2")
 DEFAULTS = {"embed_dim": 80, "depth": 4, "num_heads": 4, "epochs": 40, "lr": 2e-3,
             "batch_size": 64, "ft_epochs": 1, "ft_lr": 5e-4, "calib_batches": 8,
             "split_seed": 0, "threads": 1}
-
-
-# ---------------------------------------------------------------------------- data / model
-def load_data(split_seed: int = 0):
-    """Digits as float tensors ``(N, 1, 8, 8)`` in [0, 1]; 75/25 stratified split."""
-    from sklearn.datasets import load_digits
-    from sklearn.model_selection import train_test_split
-
-    d = load_digits()
-    X = torch.tensor(d.images / 16.0, dtype=torch.float32).unsqueeze(1)
-    y = torch.tensor(d.target, dtype=torch.long)
-    idx_tr, idx_te = train_test_split(np.arange(len(y)), test_size=0.25,
-                                      random_state=split_seed, stratify=d.target)
-    return X[idx_tr], y[idx_tr], X[idx_te], y[idx_te]
-
-
-def make_model(seed: int, *, embed_dim: int = 80, depth: int = 4, num_heads: int = 4):
-    import timm
-
-    torch.manual_seed(seed)
-    return timm.create_model("vit_tiny_patch16_224", pretrained=False, img_size=8,
-                             patch_size=2, in_chans=1, num_classes=10, embed_dim=embed_dim,
-                             depth=depth, num_heads=num_heads)
-
-
-def batches(X, y, batch_size: int, gen: torch.Generator | None):
-    order = torch.randperm(len(y), generator=gen) if gen is not None else torch.arange(len(y))
-    for i in range(0, len(y), batch_size):
-        j = order[i:i + batch_size]
-        yield X[j], y[j]
-
-
-@torch.no_grad()
-def accuracy(model, X, y) -> float:
-    model.eval()
-    return float((model(X).argmax(-1) == y).float().mean()) * 100.0
-
-
-def train_dense(model, X, y, *, epochs: int, lr: float, batch_size: int, seed: int):
-    gen = torch.Generator().manual_seed(seed)
-    opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.05)
-    steps = epochs * math.ceil(len(y) / batch_size)
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=steps,
-                                                pct_start=0.1)
-    model.train()
-    for _ in range(epochs):
-        for xb, yb in batches(X, y, batch_size, gen):
-            opt.zero_grad(set_to_none=True)
-            F.cross_entropy(model(xb), yb).backward()
-            opt.step()
-            sched.step()
-    return model
-
-
-def finetune(model, maskset, X, y, *, epochs: int, lr: float, batch_size: int, seed: int):
-    """Frozen-mask fine-tuning (ALGORITHMS §A.3): the same budget for every method."""
-    from certkit.masks import masked_finetune_step
-
-    gen = torch.Generator().manual_seed(seed)
-    opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.0)
-    model.train()
-    for _ in range(epochs):
-        for xb, yb in batches(X, y, batch_size, gen):
-            masked_finetune_step(model, maskset, opt, F.cross_entropy(model(xb), yb),
-                                 max_grad_norm=1.0)
-    return model
-
-
-# ---------------------------------------------------------------------------- pruning
-def select(model):
-    from certkit.masks import select_layers
-
-    return select_layers(model, include_names=LAYER_PATTERNS)
-
-
-def write_restored(model, ms) -> None:
-    """SER/Hybrid: restored entries take their phase-A values (as ``hybrid_schedule`` does)."""
-    from certkit.masks._modules import get_module, weight_parameter
-
-    values = getattr(ms, "restored_values", None)
-    if not values or ms.params.get("restore_value") != "phase_a":
-        return
-    with torch.no_grad():
-        for n, v in values.items():
-            p = weight_parameter(get_module(model, n))
-            q = (ms.reservoir[n] & ms.masks[n]).to(p.device)
-            p.copy_(torch.where(q, v.to(device=p.device, dtype=p.dtype), p))
-
-
-def prune_model(dense, method: str, sparsity: float, calib_x, calib_xy):
-    """Copy ``dense``, build and apply masks; returns ``(model, maskset, achieved_sparsity)``
-    or raises. The returned model has pruned weights zeroed in place."""
-    from certkit.masks import apply_masks, build_masks, cast, validate_nm
-
-    model = copy.deepcopy(dense)
-    layers = select(model)
-    if method == "magnitude":
-        ms = build_masks(model, "magnitude", sparsity=sparsity, layers=layers, scope="global")
-    elif method == "rmt":
-        ms = build_masks(model, "rmt", sparsity=sparsity, layers=layers)
-    elif method in ("ser", "hybrid"):
-        ms = build_masks(model, method, sparsity=sparsity, layers=layers,
-                         calibration=calib_xy)
-    elif method == "cast":
-        k, n = CAST_PATTERNS[sparsity]
-        ms = build_masks(model, "cast", pattern=f"{k}:{n}", layers=layers,
-                         calibration=calib_x)
-        for m in ms.masks.values():
-            validate_nm(m, k, n)
-        skipped = ms.params.get("skipped") or {}
-        if skipped:
-            raise RuntimeError(f"CAST {k}:{n} skipped layers {sorted(skipped)}")
-        cast.materialize(model, ms)  # dense source: W' = M ⊙ W (nothing restored)
-    else:
-        raise ValueError(f"method == {method!r}")
-    apply_masks(model, ms, mode="inplace")
-    if method in ("ser", "hybrid"):
-        write_restored(model, ms)
-    n_tot = sum(m.numel() for m in ms.masks.values())
-    n_kept = sum(int(m.sum()) for m in ms.masks.values())
-    return model, ms, 1.0 - n_kept / n_tot
 
 
 def run_seed(seed: int, data, cfg: dict, *, methods=METHODS, sparsities=SPARSITIES,
@@ -186,10 +72,10 @@ def run_seed(seed: int, data, cfg: dict, *, methods=METHODS, sparsities=SPARSITI
     """
     Xtr, ytr, Xte, yte = data
     t0 = time.perf_counter()
-    dense = make_model(seed, embed_dim=cfg["embed_dim"], depth=cfg["depth"],
-                       num_heads=cfg["num_heads"])
+    dense = make_digits_vit(seed, embed_dim=cfg["embed_dim"], depth=cfg["depth"],
+                            num_heads=cfg["num_heads"])
     train_dense(dense, Xtr, ytr, epochs=cfg["epochs"], lr=cfg["lr"],
-                batch_size=cfg["batch_size"], seed=seed)
+                batch_size=cfg["batch_size"], seed=seed, optimizer="adamw", weight_decay=0.05)
     out = {"dense": accuracy(dense, Xte, yte), "train_s": time.perf_counter() - t0}
     log(f"seed {seed}: dense test acc {out['dense']:.2f}% (train {out['train_s']:.1f} s)")
     gen = torch.Generator().manual_seed(10_000 + seed)

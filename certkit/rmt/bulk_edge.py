@@ -215,6 +215,7 @@ def fit_mp(
     beta: float = DEFAULT_BETA,
     spike_level: float = DEFAULT_SPIKE_LEVEL,
     conv: str = "unfold",
+    return_spectrum: bool = False,
 ) -> MPFit:
     r"""Fit MP(c, σ̂²) to the bulk of a weight matrix (c-aware BEMA, THEORY §3.6).
 
@@ -240,6 +241,9 @@ def fit_mp(
         (C_out × C_in each) jointly: their nonzero spectra are pooled into one window, and the
         returned :class:`MPFit` describes the pooled spectrum (``shape`` per slice,
         ``n_matrices = kh·kw``; the spike threshold is Bonferroni-corrected over slices).
+    return_spectrum : bool, default=False
+        Also return the fitted eigenvalues: an array (n_matrices, min(N, M)), ascending per
+        matrix, of the nonzero part of the spectrum of X = WᵀW/N (for plots).
 
     Returns
     -------
@@ -325,7 +329,7 @@ def fit_mp(
 
     big = pooled[pooled > spike_thr][::-1]
     spikes = tuple(float(math.sqrt(N * v)) for v in big)
-    return MPFit(
+    fit = MPFit(
         shape=(N, M),
         source_shape=source_shape,
         rows=N,
@@ -348,3 +352,4 @@ def fit_mp(
         beta=beta,
         spike_level=spike_level,
     )
+    return (fit, ev) if return_spectrum else fit

@@ -39,7 +39,7 @@ def test_contract_signatures():
                                       ("law", "kw", "gaussian")]
     assert _params(rmt.fit_mp) == [("W", "pos", "<required>"), ("alpha", "kw", 0.25),
                                    ("beta", "kw", 0.8), ("spike_level", "kw", 0.01),
-                                   ("conv", "kw", "unfold")]
+                                   ("conv", "kw", "unfold"), ("return_spectrum", "kw", False)]
     assert _params(rmt.inverse_bbp)[:3] == [("s", "pos", "<required>"),
                                             ("noise_variance", "kw", "<required>"),
                                             ("shape", "kw", None)]
@@ -47,3 +47,15 @@ def test_contract_signatures():
                                         ("noise_variance", "kw", "<required>"),
                                         ("shape", "kw", None)]
     assert rmt.mp_edges(1.0, 1.0) == (0.0, 4.0)
+
+
+def test_fit_mp_return_spectrum_matches_the_fit():
+    import numpy as np
+    import torch
+
+    W = torch.randn(96, 48, generator=torch.Generator().manual_seed(3), dtype=torch.float64)
+    fit, ev = rmt.fit_mp(W, return_spectrum=True)
+    assert fit == rmt.fit_mp(W)
+    assert ev.shape == (1, 48)
+    ref = np.sort(np.linalg.eigvalsh((W.T @ W).numpy() / 96))
+    np.testing.assert_allclose(ev[0], ref, rtol=1e-10, atol=1e-12)

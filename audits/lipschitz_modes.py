@@ -1,0 +1,133 @@
+r"""How an audit obtains ``L_s`` for each layer (THEORY §1.5–1.7, Trap T25).
+
+Modes (the ``--lipschitz`` option):
+
+* ``"rigorous"`` — a proven bound: the model must be an ``nn.Sequential`` chain (nested
+  Sequentials are flattened) whose target layer is one of its leaves; ψ2 is the chain after the
+  target and ``L = chain_l1_bound(ψ2)`` (THEORY §1.6: L1 through linear/coordinatewise parts, L0
+  factors elsewhere). ``certified=True``. Any layer without such a bound is an error.
+* ``"estimate"`` — E1 directional Jacobian sampling (THEORY §1.7): on the calibration subset
+  T_L and the θ-grid, ``max ‖J(θ) d_s‖_∞ / ‖d_s‖_∞`` with ``d_s = R v_s``, the directional
+  derivative taken as a one-sided difference quotient over a θ-step of 0.01 (forward passes
+  only, so any architecture works), times ``safety_factor``; one constant per layer. A *lower*
+  estimate of ``L_s*`` — ``certified=False``, always.
+* ``"auto"`` — rigorous where available, estimate elsewhere (per layer, each labelled).
+* ``"constant:<v>"`` — ``L_s = v`` for every layer and sample (the paper's audits use 1);
+  ``certified=False``.
+
+``scale`` (``--lipschitz-scale``) multiplies every constant; any value other than 1 makes the
+result uncertified (used to demonstrate that an undersized L_s produces listed violations).
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from certkit.lipschitz import UnsupportedModuleError, chain_l1_bound
+
+__all__ = ["LipschitzMode", "parse_mode", "sequential_leaves", "rigorous_reason",
+           "rigorous_bound", "swapped_weights", "MODES"]
+
+MODES = ("auto", "rigorous", "estimate", "constant:<value>")
+
+
+@dataclass(frozen=True)
+class LipschitzMode:
+    """Parsed ``--lipschitz`` option."""
+
+    kind: str  # auto | rigorous | estimate | constant
+    value: float | None = None
+    scale: float = 1.0
+
+    def __str__(self) -> str:
+        base = f"constant:{self.value:g}" if self.kind == "constant" else self.kind
+        return base if self.scale == 1.0 else f"{base}×{self.scale:g}"
+
+
+def parse_mode(spec: str, scale: float = 1.0) -> LipschitzMode:
+    """Parse ``"auto" | "rigorous" | "estimate" | "constant:<v>"`` (ValueError otherwise)."""
+    if not isinstance(spec, str):
+        raise TypeError(f"lipschitz must be a string, one of {MODES}, got {type(spec).__name__}")
+    if isinstance(scale, bool) or not isinstance(scale, int | float) or not scale > 0 \
+            or scale == float("inf"):
+        raise ValueError(f"lipschitz_scale == {scale!r}, must be a finite number > 0")
+    s = spec.strip().lower()
+    if s in ("auto", "rigorous", "estimate"):
+        return LipschitzMode(s, None, float(scale))
+    if s.startswith("constant:"):
+        try:
+            v = float(s.split(":", 1)[1])
+        except ValueError:
+            v = float("nan")
+        if not (v >= 0 and v < float("inf")):
+            raise ValueError(f"lipschitz == {spec!r}: the constant must be a finite number >= 0")
+        return LipschitzMode("constant", v, float(scale))
+    raise ValueError(f"lipschitz == {spec!r} is unknown; valid: {', '.join(MODES)}")
+
+
+def sequential_leaves(model: nn.Module) -> list[tuple[str, nn.Module]] | None:
+    """The flattened chain of an ``nn.Sequential`` model as ``(name, module)``; None otherwise."""
+    if not isinstance(model, nn.Sequential):
+        return None
+    out: list[tuple[str, nn.Module]] = []
+
+    def walk(prefix: str, mod: nn.Module) -> None:
+        for name, child in mod.named_children():
+            full = f"{prefix}.{name}" if prefix else name
+            if isinstance(child, nn.Sequential):
+                walk(full, child)
+            else:
+                out.append((full, child))
+
+    walk("", model)
+    return out
+
+
+def rigorous_reason(model: nn.Module, layer: str) -> str | None:
+    """Why no rigorous bound is available for ``layer`` (None when one is)."""
+    leaves = sequential_leaves(model)
+    if leaves is None:
+        return (f"{type(model).__name__} is not an nn.Sequential chain: ψ2 has no proven ℓ∞ "
+                "Lipschitz bound in certkit (attention/LayerNorm/residual graphs: THEORY §1.7)")
+    names = [n for n, _ in leaves]
+    if layer not in names:
+        return f"{layer!r} is not a leaf of the Sequential chain (e.g. inside a residual block)"
+    k = names.index(layer)
+    try:
+        chain_l1_bound([m for _, m in leaves[k + 1:]])
+    except UnsupportedModuleError as exc:
+        return str(exc)
+    except ValueError as exc:  # training-mode BatchNorm/Dropout
+        return str(exc)
+    return None
+
+
+def rigorous_bound(model: nn.Module, layer: str) -> float:
+    """``chain_l1_bound`` of the chain after ``layer`` with the model's *current* weights."""
+    leaves = sequential_leaves(model)
+    names = [n for n, _ in leaves]
+    k = names.index(layer)
+    return chain_l1_bound([m for _, m in leaves[k + 1:]]).max
+
+
+@contextlib.contextmanager
+def swapped_weights(model: nn.Module, weights: Mapping[str, torch.Tensor]) -> Iterator[None]:
+    """Temporarily set ``<layer>.weight`` to the given tensors (restored on exit)."""
+    mods = dict(model.named_modules())
+    saved = []
+    try:
+        with torch.no_grad():
+            for name, W in weights.items():
+                p = mods[name].weight
+                saved.append((p, p.detach().clone()))
+                p.copy_(W.to(device=p.device, dtype=p.dtype))
+        yield
+    finally:
+        with torch.no_grad():
+            for p, old in saved:
+                p.copy_(old)
