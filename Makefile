@@ -18,6 +18,7 @@ $(STAMP): pyproject.toml constraints.txt
 
 demo: $(STAMP)
 	$(VENV)/bin/certkit demo
+	HF_HUB_OFFLINE=1 $(VENV)/bin/certkit audit --out out/audit --overwrite
 
 test: $(STAMP)
 	HF_HUB_OFFLINE=1 $(VPY) -m pytest -q -n 2 --hypothesis-profile=ci
@@ -34,6 +35,7 @@ lint: $(STAMP)
 bench: $(STAMP)
 	$(VPY) benchmarks/bench_mp.py
 	$(VPY) benchmarks/bench_budget.py
+	HF_HUB_OFFLINE=1 $(VPY) benchmarks/bench_audit.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .hypothesis

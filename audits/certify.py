@@ -147,11 +147,14 @@ def layer_report(name: str, A: torch.Tensor, S: torch.Tensor, kind: str, *, sup:
                  lip: LipschitzValue, dense_logits: torch.Tensor, labels: torch.Tensor,
                  pruned_logits: torch.Tensor | None, lam1: float, lam2: float, tol: Tolerance,
                  input_sup_mean: float, split=None, sup_P: torch.Tensor | None = None,
-                 lip_P: LipschitzValue | None = None, split_logits=None) -> tuple[dict, list[dict]]:
+                 lip_P: LipschitzValue | None = None, split_logits=None,
+                 sup_R: torch.Tensor | None = None, lip_R: LipschitzValue | None = None
+                 ) -> tuple[dict, list[dict]]:
     """Certificates, outcome and status of one layer of one variant.
 
     ``pruned_logits`` are the logits of the first ``n_o`` samples with only this layer set to S
     (None: no outcome). ``split_logits = (logits at S+Q, logits at S+Q+P)`` on the same samples.
+    ``sup_R``/``lip_R``: ``‖(Q + P) v_s‖_∞`` and L_s on the path ``S + θ(Q + P)`` (M-Cor 5.6).
     """
     A64, S64 = A.to(torch.float64).reshape(A.shape[0], -1), S.to(torch.float64).reshape(A.shape[0], -1)
     R64 = A64 - S64
@@ -168,7 +171,9 @@ def layer_report(name: str, A: torch.Tensor, S: torch.Tensor, kind: str, *, sup:
         penalty = pen2 + pen1
     else:
         certs.append(_tol(frobenius_certificate(S64, R64, budget, lam2), tol))
-        penalty = lam2 * (fro2 + 2.0 * cross)
+        # the report's "penalty" is λ2‖R‖²_F + λ1‖R‖₁ for every decomposition (schema: >= 0); the
+        # M-Thm 5.3 decrease term λ2(‖R‖²_F + 2⟨S,R⟩_F) can be negative and lives in its certificate
+        penalty = pen2 + pen1
         reason = ("additive decomposition: S is not M ⊙ A (kept weights moved, e.g. after "
                   "fine-tuning), so the removed and kept supports overlap (Trap T8)")
         not_applicable += [{"result": r, "reason": reason}
@@ -202,7 +207,7 @@ def layer_report(name: str, A: torch.Tensor, S: torch.Tensor, kind: str, *, sup:
                    "ce_within_budget": bool(c51.holds)}
     pr = None
     if split is not None and kind == "mask":
-        pr, pr_certs = _prune_restore(split, sup, sup_P, lip, lip_P, dense_logits, labels,
+        pr, pr_certs = _prune_restore(split, sup_R, sup_P, lip_R, lip_P, dense_logits, labels,
                                       split_logits, lam1, lam2, tol)
         certs += pr_certs
     for c in certs:
@@ -234,10 +239,10 @@ def layer_report(name: str, A: torch.Tensor, S: torch.Tensor, kind: str, *, sup:
     return finite_or_none(entry), finite_or_none(violations)
 
 
-def _prune_restore(split, sup, sup_P, lip, lip_P, dense_logits, labels, split_logits, lam1, lam2,
-                   tol) -> tuple[dict, list[Certificate]]:
+def _prune_restore(split, sup_R, sup_P, lip_R, lip_P, dense_logits, labels, split_logits, lam1,
+                   lam2, tol) -> tuple[dict, list[Certificate]]:
     S, Q, P = (t.to(torch.float64).reshape(t.shape[0], -1) for t in split)
-    b_P, b_R = make_budget(sup_P, lip_P), make_budget(sup, lip)
+    b_P, b_R = make_budget(sup_P, lip_P), make_budget(sup_R, lip_R)
     certs = [_tol(prune_restore_certificate(S, Q, P, b_P, lam1, lam2), tol),
              _tol(restoration_criterion(Q, P, b_R, b_P, lam1, lam2), tol)]
     if split_logits is not None:

@@ -116,6 +116,11 @@ def _mp_entry(W: torch.Tensor, enabled: bool) -> dict:
             "hist": {"edges": edges.tolist(), "density": counts.tolist()}}
 
 
+def _qp_key(variant: str, layer: str) -> tuple:
+    """Dense-pass key of ``‖(Q + P) v_s‖_∞`` for a prune–restore split (layer name second)."""
+    return ((variant, "Q+P"), layer)
+
+
 def _lipschitz_plan(model, layers, mode: LipschitzMode) -> dict[str, str | None]:
     """Per layer: None = rigorous bound available, else the reason it is not."""
     reasons = {ln: rigorous_reason(model, ln) for ln in layers}
@@ -159,6 +164,8 @@ def audit_model(model: nn.Module, calibration, variants: Sequence[Variant],
                 sp = tuple(t.to(dtype=dtype, device=S.device) for t in v.splits[ln])
                 splits[(v.name, ln)] = sp
                 removed_P[(v.name, ln)] = sp[2]
+                # M-Cor 5.6 needs B_T(Q + P) on the path S + θ(Q + P) (Trap T5), whatever S_ℓ is
+                removed_P[_qp_key(v.name, ln)] = sp[1] + sp[2]
 
     # MP fits ---------------------------------------------------------------------------
     layer_entries = []
@@ -200,6 +207,7 @@ def audit_model(model: nn.Module, calibration, variants: Sequence[Variant],
                 if (v.name, ln) in splits:
                     Ssp, Qsp, Psp = splits[(v.name, ln)]
                     kinds_here.append(("pr", Ssp + Qsp, Psp, None))
+                    kinds_here.append(("pr-R", Ssp, Qsp + Psp, None))
                 for kind, base, direction, others in kinds_here:
                     key = (v.name, ln, kind)
                     if mode.kind == "constant":
@@ -216,7 +224,8 @@ def audit_model(model: nn.Module, calibration, variants: Sequence[Variant],
         sup_for = {}
         for p in paths:
             v, ln, kind = p.key
-            sup_for[p.key] = dense.sup_P[(v, ln)] if kind == "pr" else dense.sup[(v, ln)]
+            sup_for[p.key] = (dense.sup_P[(v, ln)] if kind == "pr" else
+                              dense.sup_P[_qp_key(v, ln)] if kind == "pr-R" else dense.sup[(v, ln)])
 
         # outcomes on T_o, estimates on T_L ----------------------------------------------
         replaced = {}
@@ -265,7 +274,8 @@ def audit_model(model: nn.Module, calibration, variants: Sequence[Variant],
                     lam1=settings.lam1, lam2=settings.lam2, tol=tol,
                     input_sup_mean=float(dense.input_sup[ln].mean()),
                     split=splits.get(key), sup_P=dense.sup_P.get(key),
-                    lip_P=lips.get((v.name, ln, "pr")), split_logits=sl)
+                    lip_P=lips.get((v.name, ln, "pr")), split_logits=sl,
+                    sup_R=dense.sup_P.get(_qp_key(v.name, ln)), lip_R=lips.get((v.name, ln, "pr-R")))
                 entries.append(e)
                 violations += viol
             v_kinds = {kinds[(v.name, ln)] for ln in v.weights}

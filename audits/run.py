@@ -305,6 +305,7 @@ def run_audit(
         info["name"] = model_name
     info.setdefault("name", type(net).__name__)
 
+    lam1_v, lam2_v, wd, lam_src = resolve_lambdas(lam1, lam2, weight_decay, optimizer, info)
     if calibration is None:
         calibration = "packaged-photos"
     if isinstance(calibration, str | os.PathLike):
@@ -351,7 +352,6 @@ def run_audit(
     if theta_grid is None:
         grid = SMALL_MODEL_THETA_GRID if small else LARGE_MODEL_THETA_GRID
     info.update(n_params=int(n_params), dtype=str(target).replace("torch.", ""))
-    lam1_v, lam2_v, wd, lam_src = resolve_lambdas(lam1, lam2, weight_decay, optimizer, info)
     settings = AuditSettings(lam1=lam1_v, lam2=lam2_v, lipschitz=settings_mode,
                              lipschitz_samples=lipschitz_samples, outcome_samples=outcome_samples,
                              batch_size=batch_size, theta_grid=grid,

@@ -105,6 +105,15 @@ def variant_from_masks(model: torch.nn.Module, maskset: MaskSet, *, name: str | 
     if not isinstance(maskset, MaskSet):
         raise TypeError(f"maskset must be a MaskSet, got {type(maskset).__name__}")
     weights, masks = {}, {}
+    missing = [n for n in maskset.masks if n not in dict(model.named_modules())]
+    if missing:
+        import difflib
+
+        names = [n for n, _ in model.named_modules()]
+        hints = [f"{n!r} (did you mean {', '.join(difflib.get_close_matches(n, names, n=2))}?)"
+                 if difflib.get_close_matches(n, names, n=2) else repr(n) for n in missing[:5]]
+        raise ValueError(f"the masks name {len(missing)} layer(s) the model does not have: "
+                         + "; ".join(hints) + (" ..." if len(missing) > 5 else ""))
     for n, m in maskset.masks.items():
         W = dense_weight(get_module(model, n))
         if tuple(m.shape) != tuple(W.shape):

@@ -34,3 +34,12 @@ def test_readme_masks_example_runs():
     ns: dict = {}
     exec(compile(blocks[0], "README masks example", "exec"), ns)  # noqa: S102
     assert ns["ms"].achieved_sparsity == 0.5 and ns["R"]
+
+
+def test_readme_audit_example_runs():
+    blocks = [b for b in _python_blocks() if "from audits import run_audit" in b]
+    assert blocks, "README lost its audit example"
+    ns: dict = {}
+    exec(compile(blocks[0], "README audit example", "exec"), ns)  # noqa: S102
+    s = ns["res"].summary
+    assert s["violations"] == 0 and s["certified"] == s["n_layers"] == 2

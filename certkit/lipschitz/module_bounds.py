@@ -356,14 +356,10 @@ def chain_lipschitz_bound(
 
 
 # ----------------------------------------------------------------------------- L1 chains
-def _coordinatewise_factor(m: nn.Module) -> torch.Tensor | float | None:
-    """Per-coordinate factor of a coordinatewise map (float, or a per-feature vector for
-    eval BatchNorm1d), None for anything else."""
-    if isinstance(m, nn.BatchNorm1d) and not m.training and m.running_var is not None:
-        var = m.running_var.detach().to(torch.float64)
-        gamma = (m.weight.detach().to(torch.float64) if m.weight is not None
-                 else torch.ones_like(var))
-        return gamma.abs() / torch.sqrt(var + m.eps)
+def _coordinatewise_factor(m: nn.Module) -> float | None:
+    """Factor of a coordinatewise map, None for anything else. (BatchNorm is not treated per
+    feature: its channel axis need not be the axis a following Linear acts on, e.g. on
+    (N, C, L) inputs, so it collapses the bound like any other module.)"""
     if isinstance(m, nn.Linear | nn.modules.conv._ConvNd | nn.modules.batchnorm._BatchNorm
                   | nn.Sequential | Residual | nn.Flatten | nn.Unflatten):
         return None
@@ -391,8 +387,8 @@ def chain_l1_bound(modules, *, constants: Mapping[type, float] | None = None) ->
     in features, L0 factors elsewhere (THEORY §1.6, L1 extended to module chains).
 
     Keeps a per-coordinate bound ``g`` on ``|Δ|`` (``|Δ_out| ≤ g·‖u − u'‖_∞`` coordinatewise):
-    ``nn.Linear`` maps ``g ↦ |W| g``, coordinatewise activations multiply by their κ (eval
-    ``BatchNorm1d`` by ``|γ_i|/σ_i``); any other module collapses ``g`` to ``max g`` times its
+    ``nn.Linear`` maps ``g ↦ |W| g``, coordinatewise activations multiply by their κ; any
+    other module (BatchNorm included) collapses ``g`` to ``max g`` times its
     rigorous ℓ∞ constant (:func:`module_lipschitz_constant`). The result is ``max g`` and is never
     larger than :func:`chain_lipschitz_bound`. For a ReLU/|·| MLP tail it equals ``lipschitz_L1``.
 
@@ -423,10 +419,7 @@ def chain_l1_bound(modules, *, constants: Mapping[type, float] | None = None) ->
             continue
         f = _coordinatewise_factor(m)
         if f is not None and not isinstance(m, nn.modules.dropout._DropoutNd | nn.Identity):
-            if isinstance(f, torch.Tensor) and not isinstance(g, torch.Tensor):
-                g = float(g) * f
-            else:
-                g = g * f
+            g = g * f
             continue
         if isinstance(m, nn.modules.dropout._DropoutNd | nn.Identity):
             module_lipschitz_constant(m)  # raises for training-mode dropout
