@@ -1,4 +1,6 @@
-"""``chain_l1_bound`` (THEORY §1.6, L1 rule extended to module chains): soundness on random chains,
+"""Property tests of THEORY-1.6-L1-chain (`chain_l1_bound`).
+
+``chain_l1_bound`` (THEORY §1.6, L1 rule extended to module chains): soundness on random chains,
 L1 ≤ L0, equality with ``lipschitz_L1`` on MLP tails, a negative control, and the error cases."""
 
 from __future__ import annotations
