@@ -69,7 +69,7 @@ def add_parser(sub, common) -> None:
                    help="multiply every L_s by F (F != 1 is never certified)")
     g.add_argument("--lipschitz-samples", type=int, default=None, metavar="N",
                    help="samples for the E1 estimate (default: all outcome samples for models "
-                        "with <= 5M parameters, else 8)")
+                        "with <= 5e7 Linear/Conv MACs per sample, else 8)")
     g.add_argument("--theta-grid", type=float, nargs="+", default=None, metavar="θ",
                    help="θ points of the E1 estimate (default 0 .25 .5 .75 1 for small models, "
                         "else 0 1)")

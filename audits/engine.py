@@ -36,7 +36,7 @@ from .lipschitz_modes import LipschitzMode, rigorous_bound, rigorous_reason, swa
 from .measure import PathSpec, dense_pass, outcome_pass, variant_pass
 from .variants import Variant, decomposition_kind
 
-__all__ = ["AuditSettings", "AuditError", "audit_model", "check_layers"]
+__all__ = ["AuditSettings", "AuditError", "audit_model", "check_layers", "output_layers"]
 
 #: Number of ESD histogram bins stored per layer for the MP-fit figure.
 HIST_BINS = 40
@@ -121,9 +121,33 @@ def _qp_key(variant: str, layer: str) -> tuple:
     return ((variant, "Q+P"), layer)
 
 
-def _lipschitz_plan(model, layers, mode: LipschitzMode) -> dict[str, str | None]:
-    """Per layer: None = rigorous bound available, else the reason it is not."""
+def output_layers(model: nn.Module, layers: Sequence[str], x: torch.Tensor) -> set[str]:
+    """Layers whose output tensor *is* the model's output (ψ2 = identity, so ``L_s = 1``
+    exactly: the layer's bias is an ℓ∞ isometry). Found with one forward pass of ``x``."""
+    mods = dict(model.named_modules())
+    outs: dict[str, object] = {}  # the tensors themselves: ids of freed objects get reused
+    handles = [mods[ln].register_forward_hook(
+        lambda _m, _a, out, ln=ln: outs.__setitem__(ln, out)) for ln in layers]
+    try:
+        with torch.no_grad():
+            z = model(x)
+    finally:
+        for h in handles:
+            h.remove()
+    return {ln for ln, out in outs.items() if out is z}
+
+
+def _lipschitz_plan(model, layers, mode: LipschitzMode, probe,
+                    identity: set[str]) -> dict[str, str | None]:
+    """Per layer: None = rigorous bound available, else the reason it is not. ``probe()``
+    returns one input sample; it is only called when some layer has no structural bound.
+    Layers whose ψ2 is the identity (and have no chain bound) are added to ``identity``."""
     reasons = {ln: rigorous_reason(model, ln) for ln in layers}
+    if mode.kind != "constant" and any(r is not None for r in reasons.values()):
+        for ln in output_layers(model, layers, probe()):
+            if reasons[ln] is not None:
+                reasons[ln] = None
+                identity.add(ln)
     if mode.kind == "rigorous":
         bad = {ln: r for ln, r in reasons.items() if r is not None}
         if bad:
@@ -145,7 +169,12 @@ def audit_model(model: nn.Module, calibration, variants: Sequence[Variant],
     layers = check_layers(model, variants)
     mods = dict(model.named_modules())
     mode = settings.lipschitz
-    reasons = _lipschitz_plan(model, layers, mode)
+    outputs: set[str] = set()
+
+    def probe():
+        return calibration.load([0])[0]
+
+    reasons = _lipschitz_plan(model, layers, mode, probe, outputs)
     dtype = next(model.parameters()).dtype
     tol = (Tolerance(FLOAT64_ATOL, FLOAT64_RTOL) if dtype == torch.float64
            else Tolerance(FLOAT32_ATOL, FLOAT32_RTOL))
@@ -213,6 +242,10 @@ def audit_model(model: nn.Module, calibration, variants: Sequence[Variant],
                     if mode.kind == "constant":
                         lips[key] = LipschitzValue(mode.value, False, "user-constant",
                                                    "L_s held constant (as in the paper's audits)")
+                    elif ln in outputs and mode.kind != "estimate":
+                        lips[key] = LipschitzValue(1.0, True, "identity",
+                                                   "ψ2 is the identity (the layer's output is the "
+                                                   "model's output): L_s = 1 exactly")
                     elif reasons[ln] is None and mode.kind != "estimate":
                         with swapped_weights(model, others or {}):
                             val = rigorous_bound(model, ln)

@@ -28,12 +28,14 @@ from .engine import AuditError, AuditSettings, audit_model
 from .lipschitz_modes import parse_mode
 from .variants import Variant, variant_from_masks, variant_from_state_dict
 
-__all__ = ["AuditResult", "run_audit", "resolve_lambdas", "DEFAULT_MODEL", "default_out_dir"]
+__all__ = ["AuditResult", "run_audit", "resolve_lambdas", "DEFAULT_MODEL", "default_out_dir",
+           "macs_per_sample"]
 
 #: The name that selects the embedded default (digits ViT, trained once and cached).
 DEFAULT_MODEL = "default"
-#: Models with at most this many parameters are audited in float64 (THEORY §0.3 tolerances).
-FLOAT64_MAX_PARAMS = 5_000_000
+#: "Small" models — at most this many multiply-accumulates of their Linear/Conv layers per input
+#: sample — are audited in float64 (THEORY §0.3 tolerances) with a dense E1 estimate.
+SMALL_MODEL_MACS = 50_000_000
 #: E1 estimate defaults: small models get every outcome sample and a 5-point θ-grid; larger ones
 #: 8 samples at the path's endpoints (cost ∝ samples × grid points × layers × forward passes).
 SMALL_MODEL_THETA_GRID = (0.0, 0.25, 0.5, 0.75, 1.0)
@@ -113,6 +115,29 @@ class _Cast(CalibrationSet):
 
     def describe(self) -> dict:
         return self.inner.describe()
+
+
+def macs_per_sample(model: nn.Module, x: torch.Tensor) -> int:
+    """Multiply-accumulates of every Linear/Conv layer for one input sample (one forward pass of
+    ``x[:1]`` with hooks): ``weight.numel() × positions``."""
+    total = 0
+
+    def hook(mod, _args, out):
+        nonlocal total
+        per_pos = mod.weight[0].numel() * mod.weight.shape[0]
+        positions = out[0].numel() // max(1, (out.shape[-1] if isinstance(mod, nn.Linear)
+                                              else out.shape[1]))
+        total += int(per_pos * positions)
+
+    handles = [m.register_forward_hook(hook) for m in model.modules()
+               if isinstance(m, nn.Linear | nn.modules.conv._ConvNd)]
+    try:
+        with torch.no_grad():
+            model(x[:1])
+    finally:
+        for h in handles:
+            h.remove()
+    return total
 
 
 def _environment() -> dict:
@@ -249,11 +274,12 @@ def run_audit(
     lipschitz, lipschitz_scale, lipschitz_samples, theta_grid, safety_factor
         L_s mode (``auto | rigorous | estimate | constant:<v>``, :mod:`audits.lipschitz_modes`)
         and the E1 estimate's sample count / θ-grid (default: all outcome samples and
-        θ ∈ {0, ¼, ½, ¾, 1} for models with ≤ 5 M parameters, else 8 samples and θ ∈ {0, 1}).
+        θ ∈ {0, ¼, ½, ¾, 1} for small models — at most 5·10⁷ Linear/Conv multiply-accumulates
+        per sample — else 8 samples and θ ∈ {0, 1}).
     outcome_samples : int
         Per-layer outcomes are measured on the first this many samples of T.
     dtype : {"auto", "float32", "float64"}
-        ``auto``: float64 for models with at most 5 M parameters.
+        ``auto``: float64 for small models (see above), else the model's own dtype.
     out : path, optional
         Report directory (written atomically; nothing is written when None).
 
@@ -343,15 +369,18 @@ def run_audit(
                                           layers=layers)
 
     n_params = sum(p.numel() for p in net.parameters())
+    x1, _ = cal.load([0])
+    macs = macs_per_sample(net, x1.to(next(net.parameters()).dtype))
+    small = macs <= SMALL_MODEL_MACS
     target = {"float32": torch.float32, "float64": torch.float64}.get(dtype) or (
-        torch.float64 if n_params <= FLOAT64_MAX_PARAMS else next(net.parameters()).dtype)
+        torch.float64 if small else next(net.parameters()).dtype)
     net = net.to(target)
-    small = n_params <= FLOAT64_MAX_PARAMS
     if lipschitz_samples is None:
         lipschitz_samples = outcome_samples if small else LARGE_MODEL_LIPSCHITZ_SAMPLES
     if theta_grid is None:
         grid = SMALL_MODEL_THETA_GRID if small else LARGE_MODEL_THETA_GRID
-    info.update(n_params=int(n_params), dtype=str(target).replace("torch.", ""))
+    info.update(n_params=int(n_params), macs_per_sample=int(macs),
+                dtype=str(target).replace("torch.", ""))
     settings = AuditSettings(lam1=lam1_v, lam2=lam2_v, lipschitz=settings_mode,
                              lipschitz_samples=lipschitz_samples, outcome_samples=outcome_samples,
                              batch_size=batch_size, theta_grid=grid,

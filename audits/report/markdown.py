@@ -112,6 +112,14 @@ def _value(x: Any) -> str:
     return fmt_num(x)
 
 
+#: Longest provenance string shown inline (the full value is in report.json).
+SOURCE_CHARS = 240
+
+
+def _short(text: str) -> str:
+    return text if len(text) <= SOURCE_CHARS else text[:SOURCE_CHARS] + " … (full in report.json)"
+
+
 def _label(certified: Any) -> tuple[str, str]:
     return ("status", "certified" if certified else "estimated")
 
@@ -292,7 +300,7 @@ def _variant(v: Mapping, index: int) -> list[Block]:
     blocks.append(Para(v["description"] or "(no description)"))
     blocks.append(Bullets([
         f"decomposition: {v['decomposition']}; overall sparsity of the audited layers: {_pct(v['sparsity'])}",
-        ["source: ", ("code", _value(v["source"]))],
+        ["source: ", ("code", _short(_value(v["source"])))],
         _variant_sentence(v),
     ]))
     if v["other_changes"]:

@@ -600,9 +600,9 @@ def test_rigorous_on_non_sequential_model_fails_before_any_work(tmp_path):
         audit_model(net, CountingCalibration(X, y), [v],
                     AuditSettings(0.0, 0.0, parse_mode("rigorous"), progress=False))
     assert "--lipschitz auto or estimate" in str(info.value)
-    assert CountingCalibration.loads == 0
+    assert CountingCalibration.loads <= 1   # one probe sample (is a layer's output the logits?)
     out = tmp_path / "r"
-    with pytest.raises(AuditError, match="no proven bound for 3 layer"):
+    with pytest.raises(AuditError, match="no proven bound for 2 layer"):  # head: ψ2 = identity
         run_audit(net, (X.float(), y), variants=[v], lipschitz="rigorous", out=out, progress=False)
     assert not out.exists()
 
@@ -612,17 +612,23 @@ def test_auto_falls_back_to_labelled_estimates(tmp_path):
     r = run_audit(net, (X.float(), y), variants=[v], lipschitz="auto", out=tmp_path / "r",
                   figures=False, progress=False).report
     validate_report(r)
-    assert r["summary"]["certified"] == 0
     for la in r["variants"][0]["layers"]:
+        if la["name"] == "head":  # ψ2 = identity: proven L_s = 1
+            assert la["lipschitz"] == {"value": 1.0, "certified": True, "method": "identity",
+                                       "detail": la["lipschitz"]["detail"]}
+            continue
         assert la["lipschitz"]["method"] == "estimate:jacobian-fd"
         assert la["lipschitz"]["certified"] is False and la["budget"]["certified"] is False
         assert "no proven bound" in la["lipschitz"]["detail"]
         assert la["status"] in ("estimated", "violated")
-    assert all(not c["certified"] for c in _all_certs(r))
     assert all(not x["certified"] for x in r["variants"][0]["violations"])
-    # the head's ψ2 is the identity: the E1 estimate recovers L = 1
+    # in estimate mode the head's E1 estimate recovers L = 1 (ψ2 is the identity)
+    r = run_audit(net, (X.float(), y), variants=[v], lipschitz="estimate", figures=False,
+                  progress=False).report
     head = [la for la in r["variants"][0]["layers"] if la["name"] == "head"][0]
+    assert head["lipschitz"]["method"] == "estimate:jacobian-fd"
     assert head["lipschitz"]["value"] == pytest.approx(1.0, rel=1e-6)
+    assert all(not c["certified"] for c in _all_certs(r))
 
 
 def test_auto_is_rigorous_per_layer_where_possible():
@@ -691,7 +697,10 @@ def test_digits_vit_end_to_end_report_on_disk(tmp_path):
     assert r["summary"]["n_layers"] == len(expected) > 4
     for la in r["variants"][0]["layers"]:
         assert la["sparsity"] == pytest.approx(0.5)
-        assert la["status"] in ("estimated", "violated") and not la["lipschitz"]["certified"]
+        if la["lipschitz"]["method"] == "identity":      # the head: ψ2 = id, proven L_s = 1
+            assert la["name"] == "head" and la["lipschitz"]["certified"]
+        else:
+            assert la["status"] in ("estimated", "violated") and not la["lipschitz"]["certified"]
         assert la["outcome"]["n"] == 32
     assert {la["mp"]["status"] for la in r["layers"]} <= {"fitted", "skipped"}
     assert r["config"]["lam2"] == pytest.approx(5e-4)
@@ -863,7 +872,10 @@ def test_timm_structures_give_valid_reports(name, kwargs, side):
     assert v["sparsity"] == pytest.approx(0.5)
     assert sorted(v["multilayer"]["order"]) == sorted(expected.names)
     assert r["config"]["outcome_samples"] == 2 and r["config"]["lipschitz_samples"] == 1
-    assert r["summary"]["certified"] == 0                       # no proven L_s for these graphs
+    ident = [la["name"] for la in v["layers"] if la["lipschitz"]["method"] == "identity"]
+    assert len(ident) <= 1                                      # only the classifier: ψ2 = id
+    assert r["summary"]["certified"] + r["summary"]["violated"] >= len(ident)
+    assert all(la["lipschitz"]["certified"] == (la["name"] in ident) for la in v["layers"])
     assert all(not x["certified"] for x in v["violations"])
     # per-layer outcomes (replayed upstream) equal plain forward passes with that layer pruned
     dtype = getattr(torch, r["model"]["dtype"])
@@ -896,7 +908,25 @@ def test_packaged_efficientnet_lite0_audit(tmp_path):
     assert all(la["mp"]["status"] == "fitted" for la in r["layers"])
     for la in r["variants"][0]["layers"]:
         assert 0.5 <= la["sparsity"] < 0.51          # 2:4 plus a few weights that are exactly 0
-        assert la["lipschitz"]["method"] == "estimate:jacobian-fd"
+        expected = "identity" if la["name"] == "classifier" else "estimate:jacobian-fd"
+        assert la["lipschitz"]["method"] == expected
         assert la["budget"]["value"] > 0 and la["outcome"]["n"] == 4
     cls = [la for la in r["variants"][0]["layers"] if la["name"] == "classifier"][0]
-    assert cls["lipschitz"]["value"] == pytest.approx(1.0, rel=1e-6)    # ψ2 = identity
+    assert cls["lipschitz"]["value"] == 1.0 and cls["status"] == "certified"   # ψ2 = identity
+
+
+def test_output_layers_detects_only_an_unmodified_logit_layer():
+    from audits.engine import output_layers
+
+    class Net(nn.Module):
+        def __init__(self, scale_output: bool):
+            super().__init__()
+            self.body, self.head, self.scale = nn.Linear(4, 6), nn.Linear(6, 3), scale_output
+
+        def forward(self, x):
+            z = self.head(torch.relu(self.body(x)))
+            return 2.0 * z if self.scale else z
+
+    x = torch.randn(2, 4)
+    assert output_layers(Net(False), ["body", "head"], x) == {"head"}
+    assert output_layers(Net(True), ["body", "head"], x) == set()   # ψ2 = 2·id, not the identity
