@@ -36,6 +36,7 @@ bench: $(STAMP)
 	$(VPY) benchmarks/bench_mp.py
 	$(VPY) benchmarks/bench_budget.py
 	HF_HUB_OFFLINE=1 $(VPY) benchmarks/bench_audit.py
+	HF_HUB_OFFLINE=1 $(VPY) benchmarks/bench_2to4.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .hypothesis

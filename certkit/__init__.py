@@ -30,6 +30,7 @@ from .certificates import (
     stationarity_certificate,
 )
 from .exceptions import CertkitError, NotCertifiedWarning, PreconditionError
+from .macs import MacReport, count_macs
 from .mlp import MLP
 from .results import Certificate, LipschitzBound
 from .rmt import MPFit, fit_mp, inverse_bbp, mp_cdf, mp_edges, mp_pdf
@@ -44,6 +45,7 @@ __all__ = [
     "LipschitzBound",
     "MLP",
     "MPFit",
+    "MacReport",
     "MaskStep",
     "NotCertifiedWarning",
     "PreconditionError",
@@ -53,6 +55,7 @@ __all__ = [
     "certificates",
     "classification",
     "compute_budget",
+    "count_macs",
     "data_path_budget",
     "elastic_net_certificate",
     "factorize",

@@ -1,0 +1,478 @@
+r"""``certkit bench-2to4`` — 2:4 kernel benchmark with exact MAC accounting (issue 6).
+
+For a timm model (random init, ``pretrained=False``; speed and MACs do not depend on weights):
+
+1. 2:4 magnitude masks on every eligible layer (``build_masks(model, "magnitude",
+   pattern="2:4")``); every mask is validated with :func:`certkit.masks.validate_nm` — PyTorch's
+   CUTLASS conversion silently treats extra nonzeros of a group as zero (ANCHORS §3.1), so an
+   invalid mask aborts every row that would use it (recorded with the reason, never timed).
+2. The dense and sparse-execution MAC table (:func:`certkit.count_macs`, ALGORITHMS §9.4, the
+   paper's Table 3 "MAC red." / "Th. spd.").
+3. Masked-dense equivalence on CPU (fp32): ``apply_masks`` (``torch.nn.utils.prune``
+   reparametrisation) against a copy whose weights are multiplied by the masks; tolerance
+   :data:`EQUIV_RTOL`/:data:`EQUIV_ATOL` (the two compute the same products, so the difference
+   is round-off only).
+4. With CUDA: for every distinct eligible Linear shape and for the whole model with masks
+   applied, dense vs ``torch.sparse.to_sparse_semi_structured`` (cuSPARSELt and CUTLASS, via
+   ``SparseSemiStructuredTensor._FORCE_CUTLASS``), fp16/bf16, a batch sweep, warm-up, CUDA-event
+   timing, median of repeats. Before timing, the packed weight is decompressed and compared with
+   the masked weight exactly, and the sparse output with the masked-dense output (relative
+   max-error :data:`OUTPUT_RTOL`); a mismatch aborts that row. Unlike ALGORITHMS §9.2 (fp32 dense
+   vs TF32 sparse, outputs never checked: the 2.705× above the 2× bound) both sides run in the
+   same dtype. The im2col + 2:4 GEMM endpoint for convs is not implemented (recorded as such).
+5. Without CUDA the command still exits 0: masks validated, equivalence checked, MAC table
+   printed, and one skip row :data:`SKIP_REASON` with null timings — never fake numbers.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import math
+import os
+import platform
+import statistics
+import sys
+from collections.abc import Sequence
+
+import torch
+
+__all__ = ["EQUIV_ATOL", "EQUIV_RTOL", "OUTPUT_RTOL", "SKIP_REASON", "add_parser", "main",
+           "run_bench", "validate_all"]
+
+#: The skip row's reason without CUDA.
+SKIP_REASON = "2:4 timing needs a CUDA GPU (torch.cuda.is_available() is False)"
+#: Masked-dense equivalence tolerance (fp32, CPU): ``allclose(rtol, atol)``.
+EQUIV_RTOL, EQUIV_ATOL = 1e-5, 1e-5
+#: Sparse-vs-masked-dense output check: ``max|y_s − y_d| ≤ tol·max(max|y_d|, 1)`` per dtype
+#: (fp16/bf16 accumulate in fp32 in both kernels; the difference is summation order + rounding).
+OUTPUT_RTOL = {"fp16": 1e-2, "bf16": 2e-2}
+#: Looser end-to-end tolerance (errors compound over the blocks).
+E2E_RTOL = {"fp16": 5e-2, "bf16": 1e-1}
+DTYPES = {"fp16": torch.float16, "bf16": torch.bfloat16}
+BACKENDS = ("cusparselt", "cutlass")
+CONV_ENDPOINT = ("not implemented: the im2col + 2:4 sparse GEMM endpoint for convs (ALGORITHMS "
+                 "§9.1 (b)) is not part of this benchmark yet")
+
+
+# ----------------------------------------------------------------------------- model & masks
+def create_model(name: str, img_size: int | None = None) -> torch.nn.Module:
+    """``timm.create_model(name, pretrained=False)`` (with ``img_size`` where accepted)."""
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    import timm
+
+    if img_size is not None:
+        try:
+            return timm.create_model(name, pretrained=False, img_size=img_size).eval()
+        except TypeError:  # CNNs take any input size and no img_size argument
+            pass
+    try:
+        return timm.create_model(name, pretrained=False).eval()
+    except RuntimeError as exc:
+        raise ValueError(f"timm cannot create model {name!r}: {exc}") from exc
+
+
+def input_shape_of(model: torch.nn.Module, img_size: int | None) -> tuple[int, ...]:
+    cfg = getattr(model, "pretrained_cfg", None) or {}
+    c, h, w = cfg.get("input_size", (3, 224, 224))
+    return (c, img_size, img_size) if img_size is not None else (c, h, w)
+
+
+def validate_all(maskset, k: int, n: int) -> dict[str, dict]:
+    """``{layer: {"valid": bool, "error": str | None}}`` from :func:`validate_nm` per mask."""
+    from certkit.masks import validate_nm
+
+    out = {}
+    for name, mask in maskset.masks.items():
+        try:
+            validate_nm(mask, k, n)
+            out[name] = {"valid": True, "error": None}
+        except ValueError as exc:
+            out[name] = {"valid": False, "error": str(exc)}
+    return out
+
+
+def equivalence_check(model: torch.nn.Module, maskset, input_shape, *, batch: int = 2,
+                      seed: int = 0) -> dict:
+    """``apply_masks`` (prune reparametrisation) vs weights multiplied by the masks, fp32 CPU."""
+    from certkit.masks import apply_masks
+    from certkit.masks._modules import get_module
+
+    a = apply_masks(copy.deepcopy(model).float().cpu().eval(), maskset)
+    b = copy.deepcopy(model).float().cpu().eval()
+    with torch.no_grad():
+        for name, mask in maskset.masks.items():
+            w = get_module(b, name).weight
+            w.mul_(mask.to(w.dtype))
+        g = torch.Generator().manual_seed(seed)
+        x = torch.randn((batch, *input_shape), generator=g)
+        ya, yb = a(x), b(x)
+    diff = float((ya - yb).abs().max())
+    ok = bool(torch.allclose(ya, yb, rtol=EQUIV_RTOL, atol=EQUIV_ATOL))
+    return {"passed": ok, "max_abs_diff": diff, "rtol": EQUIV_RTOL, "atol": EQUIV_ATOL,
+            "batch": batch, "device": "cpu", "dtype": "fp32",
+            "what": "apply_masks (torch.nn.utils.prune) vs W*M in place, whole model"}
+
+
+# ----------------------------------------------------------------------------- CUDA timing
+def _env() -> dict:
+    env = {"torch": torch.__version__, "cuda": torch.version.cuda, "python": platform.python_version(),
+           "cuda_available": torch.cuda.is_available(), "gpu": None, "capability": None,
+           "cusparselt": None}
+    if torch.cuda.is_available():
+        env["gpu"] = torch.cuda.get_device_name(0)
+        env["capability"] = ".".join(map(str, torch.cuda.get_device_capability(0)))
+        cslt = getattr(torch.backends, "cusparselt", None)
+        if cslt is not None and cslt.is_available():
+            env["cusparselt"] = cslt.version()
+    return env
+
+
+def _available_backends() -> list[str]:
+    cslt = getattr(torch.backends, "cusparselt", None)
+    out = []
+    if cslt is not None and cslt.is_available():
+        out.append("cusparselt")
+    out.append("cutlass")
+    return out
+
+
+def _to_sparse(w: torch.Tensor, backend: str) -> torch.Tensor:
+    from torch.sparse import SparseSemiStructuredTensor, to_sparse_semi_structured
+
+    old = SparseSemiStructuredTensor._FORCE_CUTLASS
+    SparseSemiStructuredTensor._FORCE_CUTLASS = backend == "cutlass"
+    try:
+        return to_sparse_semi_structured(w)
+    finally:
+        SparseSemiStructuredTensor._FORCE_CUTLASS = old
+
+
+def _time_ms(fn, warmup: int, repeats: int) -> float:
+    """Median milliseconds of ``fn()`` over ``repeats`` CUDA-event timings after ``warmup``."""
+    with torch.no_grad():
+        for _ in range(warmup):
+            fn()
+        torch.cuda.synchronize()
+        times = []
+        for _ in range(repeats):
+            s, e = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+            s.record()
+            fn()
+            e.record()
+            torch.cuda.synchronize()
+            times.append(s.elapsed_time(e))
+    return statistics.median(times)
+
+
+def _check_sparse_linear(w: torch.Tensor, ws: torch.Tensor, x: torch.Tensor, dtype: str
+                         ) -> str | None:
+    """None if the packed weight decompresses to ``w`` and its output matches, else why."""
+    dec = ws.to_dense()
+    if not torch.equal(dec, w):
+        bad = int((dec != w).sum())
+        return f"packed weight decompresses to a different matrix ({bad} entries differ)"
+    with torch.no_grad():
+        yd = torch.nn.functional.linear(x, w)
+        ys = torch.nn.functional.linear(x, ws)
+    err = float((ys.float() - yd.float()).abs().max())
+    scale = max(float(yd.float().abs().max()), 1.0)
+    if not math.isfinite(err) or err > OUTPUT_RTOL[dtype] * scale:
+        return (f"sparse output differs from masked dense: max abs err {err:.3g} > "
+                f"{OUTPUT_RTOL[dtype]}·{scale:.3g}")
+    return None
+
+
+def _shape_rows_cuda(shapes: dict, model, maskset, batches, dtypes, backends,
+                     warmup, repeats) -> list[dict]:
+    from certkit.masks._modules import get_module
+
+    rows = []
+    for (out_f, in_f), info in shapes.items():
+        name = info["layers"][0]
+        w32 = get_module(model, name).weight.detach() * maskset.masks[name].to(torch.float32)
+        for dt in dtypes:
+            w = w32.to("cuda", DTYPES[dt]).contiguous()
+            for be in backends:
+                base = {"shape": [out_f, in_f], "layers": info["layers"], "tokens": info["tokens"],
+                        "dtype": dt, "backend": be}
+                try:
+                    ws = _to_sparse(w, be)
+                except Exception as exc:  # noqa: BLE001 - recorded: unsupported shape/backend
+                    for b in batches:
+                        rows.append({**base, "batch": b, "status": "skipped",
+                                     "reason": f"conversion failed: {type(exc).__name__}: {exc}",
+                                     **_null_timing()})
+                    continue
+                for b in batches:
+                    m = b * info["tokens"]
+                    x = torch.randn(m, in_f, device="cuda", dtype=DTYPES[dt])
+                    why = _check_sparse_linear(w, ws, x, dt)
+                    if why is not None:
+                        rows.append({**base, "batch": b, "status": "aborted", "reason": why,
+                                     **_null_timing()})
+                        continue
+                    td = _time_ms(lambda x=x, w=w: torch.nn.functional.linear(x, w), warmup,
+                                  repeats)
+                    ts = _time_ms(lambda x=x, ws=ws: torch.nn.functional.linear(x, ws), warmup,
+                                  repeats)
+                    rows.append({**base, "batch": b, "status": "ok", "reason": None,
+                                 "dense_ms": td, "sparse_ms": ts,
+                                 "dense_throughput": m / td * 1e3, "sparse_throughput": m / ts * 1e3,
+                                 "throughput_unit": "rows/s", "speedup": td / ts})
+                del ws
+    return rows
+
+
+def _null_timing() -> dict:
+    return {"dense_ms": None, "sparse_ms": None, "dense_throughput": None,
+            "sparse_throughput": None, "throughput_unit": None, "speedup": None}
+
+
+def _e2e_rows_cuda(model, maskset, input_shape, batches, dtypes, backends, warmup, repeats
+                   ) -> list[dict]:
+    from certkit.masks import apply_masks
+    from certkit.masks._modules import get_module
+
+    masked = apply_masks(copy.deepcopy(model).float().cpu(), maskset, mode="inplace").eval()
+    rows = []
+    for dt in dtypes:
+        dense = copy.deepcopy(masked).to("cuda", DTYPES[dt]).eval()
+        for be in backends:
+            sparse = copy.deepcopy(dense)
+            converted, skipped, why = [], {}, None
+            for name in maskset.masks:
+                mod = get_module(sparse, name)
+                if not isinstance(mod, torch.nn.Linear):
+                    skipped[name] = "not a Linear (conv endpoint not implemented)"
+                    continue
+                w = mod.weight.detach().contiguous()
+                try:
+                    ws = _to_sparse(w, be)
+                except Exception as exc:  # noqa: BLE001 - recorded, layer stays dense
+                    skipped[name] = f"{type(exc).__name__}: {exc}"[:200]
+                    continue
+                x = torch.randn(64, w.shape[1], device="cuda", dtype=w.dtype)
+                bad = _check_sparse_linear(w, ws, x, dt)
+                if bad is not None:
+                    why = f"layer {name}: {bad}"
+                    break
+                mod.weight = torch.nn.Parameter(ws, requires_grad=False)
+                converted.append(name)
+            for b in batches:
+                base = {"dtype": dt, "backend": be, "batch": b, "converted_layers": len(converted),
+                        "dense_layers_kept": skipped}
+                if why is not None:
+                    rows.append({**base, "status": "aborted", "reason": why, **_null_timing()})
+                    continue
+                x = torch.randn((b, *input_shape), device="cuda", dtype=DTYPES[dt])
+                with torch.no_grad():
+                    yd, ys = dense(x).float(), sparse(x).float()
+                err = float((yd - ys).abs().max())
+                scale = max(float(yd.abs().max()), 1.0)
+                if not math.isfinite(err) or err > E2E_RTOL[dt] * scale:
+                    rows.append({**base, "status": "aborted", "reason": (
+                        f"end-to-end output differs: max abs err {err:.3g} > "
+                        f"{E2E_RTOL[dt]}·{scale:.3g}"), **_null_timing()})
+                    continue
+                td = _time_ms(lambda x=x, f=dense: f(x), warmup, repeats)
+                ts = _time_ms(lambda x=x, f=sparse: f(x), warmup, repeats)
+                rows.append({**base, "status": "ok", "reason": None, "max_abs_err": err,
+                             "dense_ms": td, "sparse_ms": ts, "dense_throughput": b / td * 1e3,
+                             "sparse_throughput": b / ts * 1e3, "throughput_unit": "images/s",
+                             "speedup": td / ts})
+            del sparse
+        del dense
+        torch.cuda.empty_cache()
+    return rows
+
+
+# ----------------------------------------------------------------------------- driver
+def run_bench(model_name: str, *, batches: Sequence[int] = (1, 8, 64),
+              dtypes: Sequence[str] = ("fp16", "bf16"), pattern: str = "2:4", repeats: int = 20,
+              warmup: int = 5, img_size: int | None = None, model: torch.nn.Module | None = None,
+              maskset=None, tome_r: int = 0, shapes: bool = True, end_to_end: bool = True,
+              backends: Sequence[str] | None = None) -> dict:
+    """Run the benchmark (module docstring) and return the JSON-ready result.
+
+    ``model``/``maskset`` override the timm model and the magnitude masks (tests use this to
+    inject a corrupted mask). Timing needs CUDA; without it the timing rows are skip rows with
+    null numbers.
+    """
+    from certkit.macs import count_macs
+    from certkit.masks import build_masks, format_pattern, parse_pattern
+
+    k, n = parse_pattern(pattern)
+    if k * 2 != n:
+        raise ValueError(f"pattern == {pattern!r}: PyTorch semi-structured kernels run 2:4 only "
+                         "(ANCHORS §3.1); other k:n patterns have no native kernel")
+    for dt in dtypes:
+        if dt not in DTYPES:
+            raise ValueError(f"dtype {dt!r} is not one of {sorted(DTYPES)}")
+    for b in batches:
+        if not isinstance(b, int) or b < 1:
+            raise ValueError(f"batch sizes must be positive ints, got {b!r}")
+    if repeats < 1 or warmup < 0:
+        raise ValueError("repeats must be >= 1 and warmup >= 0")
+    model = create_model(model_name, img_size) if model is None else model.eval()
+    ishape = input_shape_of(model, img_size)
+    if maskset is None:
+        maskset = build_masks(model, "magnitude", pattern=pattern)
+    validity = validate_all(maskset, k, n)
+    macs = count_macs(model, ishape, masks=maskset, pattern=pattern, tome_r=tome_r,
+                      name=model_name)
+    dense_macs = count_macs(model, ishape, tome_r=tome_r, name=model_name,
+                            convention=macs.convention)
+    equiv = equivalence_check(model, maskset, ishape)
+    # distinct eligible Linear shapes, with the tokens per sample of their first layer
+    tokens = {r.name: r.positions for r in macs.rows}
+    from certkit.masks._modules import get_module
+
+    shape_info: dict[tuple[int, int], dict] = {}
+    conv_layers = []
+    for name in maskset.masks:
+        mod = get_module(model, name)
+        if isinstance(mod, torch.nn.Linear):
+            d = shape_info.setdefault((mod.out_features, mod.in_features),
+                                      {"layers": [], "tokens": max(1, tokens.get(name, 1))})
+            d["layers"].append(name)
+        else:
+            conv_layers.append(name)
+    invalid = {nm for nm, v in validity.items() if not v["valid"]}
+    cuda = torch.cuda.is_available()
+    be_list = list(backends) if backends is not None else (_available_backends() if cuda else
+                                                            list(BACKENDS))
+    shape_rows: list[dict] = []
+    valid_shapes = {}
+    for shp, info in shape_info.items():
+        bad = [nm for nm in info["layers"] if nm in invalid]
+        if bad:
+            for dt in dtypes:
+                for b in batches:
+                    shape_rows.append({"shape": list(shp), "layers": info["layers"],
+                                       "tokens": info["tokens"], "dtype": dt, "backend": None,
+                                       "batch": b, "status": "aborted",
+                                       "reason": "invalid mask: " + "; ".join(
+                                           f"{nm}: {validity[nm]['error']}" for nm in bad),
+                                       **_null_timing()})
+        elif not cuda:
+            for dt in dtypes:
+                for b in batches:
+                    shape_rows.append({"shape": list(shp), "layers": info["layers"],
+                                       "tokens": info["tokens"], "dtype": dt, "backend": None,
+                                       "batch": b, "status": "skipped", "reason": SKIP_REASON,
+                                       **_null_timing()})
+        else:
+            valid_shapes[shp] = info
+    if cuda and shapes and valid_shapes:
+        shape_rows += _shape_rows_cuda(valid_shapes, model, maskset, batches, dtypes,
+                                       be_list, warmup, repeats)
+    if invalid:
+        e2e_rows = [{"dtype": dt, "backend": None, "batch": b, "status": "aborted",
+                     "reason": f"invalid masks on {sorted(invalid)}", **_null_timing()}
+                    for dt in dtypes for b in batches]
+    elif not cuda:
+        e2e_rows = [{"dtype": dt, "backend": None, "batch": b, "status": "skipped",
+                     "reason": SKIP_REASON, **_null_timing()} for dt in dtypes for b in batches]
+    elif end_to_end:
+        e2e_rows = _e2e_rows_cuda(model, maskset, ishape, batches, dtypes, be_list, warmup, repeats)
+    else:
+        e2e_rows = []
+    ok_e2e = [r for r in e2e_rows if r["status"] == "ok"]
+    best = max(ok_e2e, key=lambda r: r["speedup"]) if ok_e2e else None
+    return {
+        "model": model_name, "input_shape": list(ishape), "pattern": format_pattern(k, n),
+        "batches": list(batches), "dtypes": list(dtypes), "repeats": repeats, "warmup": warmup,
+        "backends": be_list, "environment": _env(),
+        "timing": ("CUDA events, median of repeats after warm-up; dense and sparse in the same "
+                   "dtype" if cuda else None),
+        "skip": None if cuda else {"status": "skipped", "reason": SKIP_REASON,
+                                   "dense_throughput": None, "sparse_throughput": None,
+                                   "speedup": None},
+        "mask_validation": {"all_valid": not invalid, "layers": validity,
+                            "skipped_layers": maskset.params.get("skipped", {})},
+        "equivalence": equiv,
+        "tolerances": {"output_rtol": OUTPUT_RTOL, "e2e_rtol": E2E_RTOL,
+                       "equivalence": {"rtol": EQUIV_RTOL, "atol": EQUIV_ATOL}},
+        "macs": macs.to_dict(), "macs_dense": dense_macs.to_dict(),
+        "mac_table": macs.table(),
+        "shape_rows": shape_rows, "end_to_end_rows": e2e_rows,
+        "best_end_to_end": best, "conv_im2col": {"status": "not implemented",
+                                                  "reason": CONV_ENDPOINT, "layers": conv_layers},
+    }
+
+
+def format_summary(res: dict) -> str:
+    """Human-readable summary: MAC table, validation, equivalence, timing rows."""
+    mv, eq = res["mask_validation"], res["equivalence"]
+    n_bad = sum(not v["valid"] for v in mv["layers"].values())
+    lines = [res["mac_table"],
+             f"masks: {len(mv['layers'])} layers, {n_bad} invalid "
+             f"({'all valid' if mv['all_valid'] else 'INVALID rows aborted'})",
+             f"masked-dense equivalence (CPU fp32): {'passed' if eq['passed'] else 'FAILED'} "
+             f"(max abs diff {eq['max_abs_diff']:.3g}, rtol {eq['rtol']}, atol {eq['atol']})"]
+    if res["skip"] is not None:
+        lines.append(f"timing: skipped — {res['skip']['reason']}")
+    env = res["environment"]
+    if env["gpu"]:
+        lines.append(f"GPU {env['gpu']} (sm {env['capability']}), torch {env['torch']}, CUDA "
+                     f"{env['cuda']}, cuSPARSELt {env['cusparselt']}")
+    for title, rows, keys in (("per-shape", res["shape_rows"], ("shape", "tokens")),
+                              ("end-to-end", res["end_to_end_rows"], ())):
+        timed = [r for r in rows if r["status"] != "skipped"]
+        if not timed:
+            continue
+        lines.append(f"{title} rows:")
+        for r in timed:
+            head = " ".join(f"{k}={r[k]}" for k in keys)
+            if r["status"] == "ok":
+                lines.append(f"  {head} {r['dtype']} {r['backend']} b={r['batch']}: dense "
+                             f"{r['dense_ms']:.3f} ms sparse {r['sparse_ms']:.3f} ms speedup "
+                             f"{r['speedup']:.3f}x")
+            else:
+                lines.append(f"  {head} {r['dtype']} {r['backend']} b={r['batch']}: "
+                             f"{r['status']} ({r['reason']})")
+    lines.append(f"conv im2col endpoint: {res['conv_im2col']['status']}")
+    return "\n".join(lines)
+
+
+# ----------------------------------------------------------------------------- CLI
+def add_parser(sub, common) -> None:
+    p = sub.add_parser(
+        "bench-2to4", parents=[common],
+        help="2:4 semi-structured kernel benchmark + exact dense/sparse MAC table",
+        description="Validate 2:4 magnitude masks, check masked-dense equivalence, print the "
+        "dense and sparse-execution MAC table (ALGORITHMS §9.4) and, with CUDA, time dense vs "
+        "torch.sparse.to_sparse_semi_structured (cuSPARSELt/CUTLASS) per Linear shape and end "
+        "to end. Without CUDA the timing rows are skip rows (exit 0, no numbers).",
+    )
+    p.add_argument("--model", required=True, help="timm model name (random init)")
+    p.add_argument("--batch", type=int, nargs="+", default=[1, 8, 64], metavar="B")
+    p.add_argument("--dtype", nargs="+", default=["fp16", "bf16"], choices=sorted(DTYPES))
+    p.add_argument("--pattern", default="2:4", metavar="K:N")
+    p.add_argument("--out", default=None, metavar="FILE", help="JSON output (sorted keys)")
+    p.add_argument("--repeats", type=int, default=20)
+    p.add_argument("--warmup", type=int, default=5)
+    p.add_argument("--img-size", type=int, default=None, metavar="N")
+    p.add_argument("--tome-r", type=int, default=0, metavar="R",
+                   help="ToMe r for the MAC table only (analytic token reduction)")
+    p.add_argument("--no-shapes", action="store_true", help="skip the per-shape sweep")
+    p.add_argument("--no-end-to-end", action="store_true", help="skip the whole-model rows")
+    p.add_argument("--backend", nargs="+", default=None, choices=list(BACKENDS))
+    p.set_defaults(func=main)
+
+
+def main(args: argparse.Namespace) -> int:
+    from certkit.cli import _write_json
+
+    res = run_bench(args.model, batches=args.batch, dtypes=args.dtype, pattern=args.pattern,
+                    repeats=args.repeats, warmup=args.warmup, img_size=args.img_size,
+                    tome_r=args.tome_r, shapes=not args.no_shapes,
+                    end_to_end=not args.no_end_to_end, backends=args.backend)
+    if not args.quiet:
+        print(format_summary(res))
+    if args.out is not None:
+        _write_json(res, args.out)
+        if not args.quiet:
+            print(f"wrote {args.out}", file=sys.stderr)
+    return 0
