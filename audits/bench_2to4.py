@@ -303,7 +303,7 @@ def run_bench(model_name: str, *, batches: Sequence[int] = (1, 8, 64),
     from certkit.masks import build_masks, format_pattern, parse_pattern
 
     k, n = parse_pattern(pattern)
-    if k * 2 != n:
+    if (k, n) != (2, 4):
         raise ValueError(f"pattern == {pattern!r}: PyTorch semi-structured kernels run 2:4 only "
                          "(ANCHORS §3.1); other k:n patterns have no native kernel")
     for dt in dtypes:

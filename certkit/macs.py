@@ -198,6 +198,7 @@ class MacReport:
         for kind, d in sorted(self.by_kind().items()):
             lines.append(f"  {kind:<10} dense {d['dense_macs'] / 1e9:9.4f} G   sparse "
                          f"{d['sparse_macs'] / 1e9:9.4f} G")
+        lines += [f"note: {note}" for note in self.notes]
         spd = self.theoretical_speedup
         if self.tome_r:
             lines.append(f"no-ToMe dense {self.reference / 1e9:.4f} G; ToMe alone "
