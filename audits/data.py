@@ -115,7 +115,8 @@ class TensorCalibration(CalibrationSet):
     Parameters
     ----------
     X : array-like, shape (N, ...)
-        Inputs, stored as float32 (a float32 tensor is kept without a copy); finite.
+        Inputs; a float64 tensor stays float64 (audits of float64 models then see the exact
+        inputs), anything else is stored as float32 (a float32 tensor without a copy); finite.
     y : array-like of int, shape (N,), optional
         Class labels (non-negative integers), stored as int64.
     name : str
@@ -123,7 +124,8 @@ class TensorCalibration(CalibrationSet):
     """
 
     def __init__(self, X, y=None, *, name: str = "tensors"):
-        X = as_tensor(X, "X", dtype=torch.float32)
+        keep64 = isinstance(X, torch.Tensor) and X.dtype == torch.float64
+        X = as_tensor(X, "X", dtype=torch.float64 if keep64 else torch.float32)
         if X.ndim < 2:
             raise ValueError(f"X must have shape (N, ...) with at least 2 dimensions, got shape "
                              f"{tuple(X.shape)}; reshape a single feature to (N, 1)")

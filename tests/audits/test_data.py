@@ -69,6 +69,9 @@ def test_tensor_calibration():
 
     x, y = TensorCalibration(np.ones((3, 2))).load(np.array([0, 2]))
     assert y is None and x.dtype == torch.float32
+    X64 = torch.randn(3, 2, dtype=torch.float64) / 3   # not representable in float32
+    x, _ = TensorCalibration(X64).load([1])
+    assert x.dtype == torch.float64 and torch.equal(x, X64[[1]])
     assert TensorCalibration(np.ones((3, 2))).describe()["label_policy"] == "none"
 
 
