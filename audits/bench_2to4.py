@@ -34,11 +34,12 @@ import platform
 import statistics
 import sys
 from collections.abc import Sequence
+from functools import partial
 
 import torch
 
-__all__ = ["EQUIV_ATOL", "EQUIV_RTOL", "OUTPUT_RTOL", "SKIP_REASON", "add_parser", "main",
-           "run_bench", "validate_all"]
+__all__ = ["EQUIV_ATOL", "EQUIV_RTOL", "LOWERING_RTOL", "OUTPUT_RTOL", "SKIP_REASON", "add_parser",
+           "conv_groups", "main", "run_bench", "validate_all"]
 
 #: The skip row's reason without CUDA.
 SKIP_REASON = "2:4 timing needs a CUDA GPU (torch.cuda.is_available() is False)"
@@ -51,8 +52,12 @@ OUTPUT_RTOL = {"fp16": 1e-2, "bf16": 2e-2}
 E2E_RTOL = {"fp16": 5e-2, "bf16": 1e-1}
 DTYPES = {"fp16": torch.float16, "bf16": torch.bfloat16}
 BACKENDS = ("cusparselt", "cutlass")
-CONV_ENDPOINT = ("not implemented: the im2col + 2:4 sparse GEMM endpoint for convs (ALGORITHMS "
-                 "§9.1 (b)) is not part of this benchmark yet")
+#: CPU float64 check of the im2col lowering of every timed conv group (exact up to summation
+#: order): ``max|y_im2col − y_conv| ≤ LOWERING_RTOL·max(max|y_conv|, 1)``.
+LOWERING_RTOL = 1e-10
+CONV_ENDPOINT = ("im2col + 2:4 sparse GEMM (ALGORITHMS §9.1 (b)): unfold → F.linear with the "
+                 "(C_out, C_in·k_h·k_w) masked matrix, dense vs to_sparse_semi_structured, "
+                 "native cuDNN conv as reference")
 
 
 # ----------------------------------------------------------------------------- model & masks
@@ -229,6 +234,11 @@ def _null_timing() -> dict:
             "sparse_throughput": None, "throughput_unit": None, "speedup": None}
 
 
+def _null_conv_timing() -> dict:
+    return {**_null_timing(), "cudnn_ms": None, "cudnn_throughput": None,
+            "speedup_vs_cudnn": None}
+
+
 def _e2e_rows_cuda(model, maskset, input_shape, batches, dtypes, backends, warmup, repeats
                    ) -> list[dict]:
     from certkit.masks import apply_masks
@@ -244,7 +254,8 @@ def _e2e_rows_cuda(model, maskset, input_shape, batches, dtypes, backends, warmu
             for name in maskset.masks:
                 mod = get_module(sparse, name)
                 if not isinstance(mod, torch.nn.Linear):
-                    skipped[name] = "not a Linear (conv endpoint not implemented)"
+                    skipped[name] = ("not a Linear (convs stay native cuDNN end to end; the "
+                                     "im2col endpoint is timed per conv in conv_im2col)")
                     continue
                 w = mod.weight.detach().contiguous()
                 try:
@@ -287,17 +298,262 @@ def _e2e_rows_cuda(model, maskset, input_shape, batches, dtypes, backends, warmu
     return rows
 
 
+# ----------------------------------------------------------------------------- conv im2col endpoint
+def _conv_input_hw(model: torch.nn.Module, names: Sequence[str], input_shape) -> dict[str, list[int]]:
+    """Input ``[H, W]`` of each named Conv2d from one batch-1 forward with hooks."""
+    from certkit.masks._modules import get_module
+
+    seen: dict[str, list[int]] = {}
+    handles = []
+    for nm in names:
+        mod = get_module(model, nm)
+        if isinstance(mod, torch.nn.Conv2d):
+            def hook(m, inp, out, nm=nm):
+                seen.setdefault(nm, [int(inp[0].shape[-2]), int(inp[0].shape[-1])])
+            handles.append(mod.register_forward_hook(hook))
+    if not handles:
+        return seen
+    p = next(model.parameters())
+    try:
+        with torch.no_grad():
+            model(torch.zeros((1, *input_shape), device=p.device, dtype=p.dtype))
+    finally:
+        for h in handles:
+            h.remove()
+    return seen
+
+
+def conv_groups(model: torch.nn.Module, maskset, input_shape, validity: dict[str, dict]
+                ) -> tuple[dict[str, dict], dict[tuple, dict]]:
+    """Per-conv eligibility for the im2col endpoint and the distinct eligible conv problems.
+
+    Parameters
+    ----------
+    model : torch.nn.Module
+        The model (CPU); one batch-1 forward records each conv's input size.
+    maskset : MaskSet
+        Masks; every masked layer that is not a Linear is considered.
+    input_shape : tuple of int
+        Per-sample input shape.
+    validity : dict
+        :func:`validate_all` output.
+
+    Returns
+    -------
+    layers : dict
+        ``{layer: {"eligible", "reason", "shape", "matrix", "stride", "padding", "dilation",
+        "bias", "input_hw", "output_hw", ...}}``; ``reason`` is ``None`` iff eligible.
+    groups : dict
+        ``{(C_out, C_in, k_h, k_w, stride, padding, dilation, H_in, W_in, bias): {"layers": [...],
+        ...conv fields}}`` over eligible layers (same lowered GEMM problem → timed once).
+    """
+    from audits.im2col import output_hw, resolve_padding, sparse_gemm_reason
+    from certkit.masks._modules import get_module
+
+    names = [nm for nm in maskset.masks if not isinstance(get_module(model, nm), torch.nn.Linear)]
+    in_hw = _conv_input_hw(model, names, input_shape)
+    layers: dict[str, dict] = {}
+    groups: dict[tuple, dict] = {}
+    for nm in names:
+        mod = get_module(model, nm)
+        info: dict = {"type": type(mod).__name__, "shape": list(mod.weight.shape)}
+        why = sparse_gemm_reason(mod)
+        if isinstance(mod, torch.nn.Conv2d):
+            pad = resolve_padding(mod)
+            hw = in_hw.get(nm)
+            info.update({"matrix": [mod.out_channels, mod.weight[0].numel()],
+                         "stride": list(mod.stride), "dilation": list(mod.dilation),
+                         "padding": pad if isinstance(pad, str) else list(pad),
+                         "groups": mod.groups, "padding_mode": mod.padding_mode,
+                         "bias": mod.bias is not None, "input_hw": hw,
+                         "output_hw": (list(output_hw(tuple(hw), mod.kernel_size, mod.stride, pad,
+                                                      mod.dilation))
+                                       if hw is not None and not isinstance(pad, str) else None)})
+            if why is None and hw is None:
+                why = "not reached by a forward pass of the model (input size unknown)"
+        if why is None and not validity[nm]["valid"]:
+            why = f"invalid mask: {validity[nm]['error']}"
+        info.update({"eligible": why is None, "reason": why})
+        layers[nm] = info
+        if why is None:
+            key = (*info["shape"], tuple(info["stride"]), tuple(info["padding"]),
+                   tuple(info["dilation"]), *info["input_hw"], info["bias"])
+            g = groups.setdefault(key, {k: info[k] for k in (
+                "shape", "matrix", "stride", "padding", "dilation", "bias", "input_hw",
+                "output_hw")} | {"layers": []})
+            g["layers"].append(nm)
+    return layers, groups
+
+
+def _conv_base(g: dict) -> dict:
+    return {"layers": g["layers"], "shape": g["shape"], "matrix": g["matrix"],
+            "stride": g["stride"], "padding": g["padding"], "dilation": g["dilation"],
+            "bias": g["bias"], "input_hw": g["input_hw"], "output_hw": g["output_hw"]}
+
+
+def _masked_kernel(model: torch.nn.Module, maskset, name: str) -> torch.Tensor:
+    from certkit.masks._modules import get_module
+
+    w = get_module(model, name).weight.detach()
+    return w * maskset.masks[name].reshape(w.shape).to(w.dtype)
+
+
+def _conv_lowering_check(model: torch.nn.Module, maskset, g: dict, seed: int = 0) -> dict:
+    """CPU float64: im2col of the masked matrix vs ``F.conv2d`` of the masked kernel (batch 1)."""
+    from audits.im2col import im2col_conv2d
+    from certkit.masks._modules import get_module
+
+    name = g["layers"][0]
+    conv = get_module(model, name)
+    w = _masked_kernel(model, maskset, name).to("cpu", torch.float64)
+    b = None if conv.bias is None else conv.bias.detach().to("cpu", torch.float64)
+    gen = torch.Generator().manual_seed(seed)
+    x = torch.randn((1, conv.in_channels, *g["input_hw"]), generator=gen, dtype=torch.float64)
+    with torch.no_grad():
+        ref = torch.nn.functional.conv2d(x, w, b, conv.stride, conv.padding, conv.dilation)
+        low = im2col_conv2d(x, w.reshape(w.shape[0], -1), b, conv.kernel_size, conv.stride,
+                            g["padding"], conv.dilation)
+    err = float((low - ref).abs().max()) if low.shape == ref.shape else math.inf
+    scale = max(float(ref.abs().max()), 1.0)
+    return {"passed": math.isfinite(err) and err <= LOWERING_RTOL * scale, "max_abs_diff": err,
+            "scale": scale, "layer": name}
+
+
+def _conv_rows_cuda(groups: dict, model, maskset, batches, dtypes, backends, warmup, repeats
+                    ) -> list[dict]:
+    """Dense-im2col vs sparse-im2col (and native cuDNN) per conv group, dtype, backend, batch."""
+    from audits.im2col import im2col_conv2d
+    from certkit.masks._modules import get_module
+
+    F = torch.nn.functional
+    rows = []
+    old_bench = torch.backends.cudnn.benchmark
+    torch.backends.cudnn.benchmark = True  # ALGORITHMS §9.1: cuDNN reference autotuned
+    try:
+        for g in groups.values():
+            name = g["layers"][0]
+            conv = get_module(model, name)
+            ks, st, pd, dl = tuple(conv.kernel_size), tuple(g["stride"]), tuple(g["padding"]), \
+                tuple(g["dilation"])
+            w32 = _masked_kernel(model, maskset, name).float().cpu()
+            for dt in dtypes:
+                w4 = w32.to("cuda", DTYPES[dt]).contiguous()
+                wm = w4.reshape(w4.shape[0], -1).contiguous()
+                bias = None if conv.bias is None else conv.bias.detach().to("cuda", DTYPES[dt])
+                for be in backends:
+                    base = {**_conv_base(g), "dtype": dt, "backend": be}
+                    try:
+                        ws = _to_sparse(wm, be)
+                    except Exception as exc:  # noqa: BLE001 - recorded: unsupported shape/backend
+                        rows += [{**base, "batch": b, "status": "skipped", "reason":
+                                  f"conversion failed: {type(exc).__name__}: {exc}"[:300],
+                                  **_null_conv_timing()} for b in batches]
+                        continue
+                    for b in batches:
+                        x = torch.randn((b, conv.in_channels, *g["input_hw"]), device="cuda",
+                                        dtype=DTYPES[dt])
+                        m = b * g["output_hw"][0] * g["output_hw"][1]
+                        try:
+                            xc = torch.randn(64, wm.shape[1], device="cuda", dtype=DTYPES[dt])
+                            why = _check_sparse_linear(wm, ws, xc, dt)
+                            if why is None:
+                                with torch.no_grad():
+                                    yc = F.conv2d(x, w4, bias, st, pd, dl).float()
+                                    ys = im2col_conv2d(x, ws, bias, ks, st, pd, dl).float()
+                                err = float((ys - yc).abs().max())
+                                scale = max(float(yc.abs().max()), 1.0)
+                                if not math.isfinite(err) or err > OUTPUT_RTOL[dt] * scale:
+                                    why = (f"sparse im2col output differs from the masked dense conv: "
+                                           f"max abs err {err:.3g} > {OUTPUT_RTOL[dt]}·{scale:.3g}")
+                        except Exception as exc:  # noqa: BLE001 - recorded, never timed
+                            why = f"sparse im2col failed: {type(exc).__name__}: {exc}"[:300]
+                        if why is not None:
+                            rows.append({**base, "batch": b, "status": "aborted", "reason": why,
+                                         **_null_conv_timing()})
+                            continue
+                        td = _time_ms(partial(im2col_conv2d, x, wm, bias, ks, st, pd, dl), warmup,
+                                      repeats)
+                        ts = _time_ms(partial(im2col_conv2d, x, ws, bias, ks, st, pd, dl), warmup,
+                                      repeats)
+                        tc = _time_ms(partial(F.conv2d, x, w4, bias, st, pd, dl), warmup, repeats)
+                        rows.append({**base, "batch": b, "status": "ok", "reason": None,
+                                     "gemm_rows": m, "max_abs_err": err,
+                                     "dense_ms": td, "sparse_ms": ts, "cudnn_ms": tc,
+                                     "dense_throughput": b / td * 1e3,
+                                     "sparse_throughput": b / ts * 1e3,
+                                     "cudnn_throughput": b / tc * 1e3, "throughput_unit": "images/s",
+                                     "speedup": td / ts, "speedup_vs_cudnn": tc / ts})
+                        del x
+                    del ws
+                torch.cuda.empty_cache()
+    finally:
+        torch.backends.cudnn.benchmark = old_bench
+    return rows
+
+
+def _conv_section(model, maskset, ishape, validity, batches, dtypes, backends, warmup, repeats,
+                  *, enabled: bool, cuda: bool) -> dict:
+    """The ``conv_im2col`` JSON block: eligibility per conv, CPU lowering checks, rows."""
+    layers, groups = conv_groups(model, maskset, ishape, validity)
+    out = {"endpoint": CONV_ENDPOINT, "layers": layers, "groups": len(groups),
+           "lowering_rtol": LOWERING_RTOL, "output_rtol": OUTPUT_RTOL,
+           "speedup": "dense-im2col ms / sparse-im2col ms (speedup_vs_cudnn: cuDNN ms / "
+                      "sparse-im2col ms)", "rows": [], "lowering_checks": []}
+    if not layers:
+        return {**out, "status": "no convs", "reason": "the mask set has no conv layers"}
+    if not enabled:
+        return {**out, "status": "disabled", "reason": "--no-conv"}
+    rows: list[dict] = []
+    for nm, info in layers.items():
+        if not info["eligible"]:
+            status = "aborted" if info["reason"].startswith("invalid mask") else "skipped"
+            rows.append({"layers": [nm], "shape": info["shape"], "dtype": None, "backend": None,
+                         "batch": None, "status": status, "reason": info["reason"],
+                         **_null_conv_timing()})
+    timed = {}
+    for key, g in groups.items():
+        chk = _conv_lowering_check(model, maskset, g)
+        out["lowering_checks"].append({**chk, "layers": g["layers"]})
+        if not chk["passed"]:
+            why = (f"im2col lowering differs from F.conv2d on CPU (float64): max abs diff "
+                   f"{chk['max_abs_diff']:.3g} > {LOWERING_RTOL}·{chk['scale']:.3g}")
+            rows += [{**_conv_base(g), "dtype": dt, "backend": None, "batch": b,
+                      "status": "aborted", "reason": why, **_null_conv_timing()}
+                     for dt in dtypes for b in batches]
+        elif not cuda:
+            rows += [{**_conv_base(g), "dtype": dt, "backend": None, "batch": b,
+                      "status": "skipped", "reason": SKIP_REASON, **_null_conv_timing()}
+                     for dt in dtypes for b in batches]
+        else:
+            timed[key] = g
+    if timed:
+        rows += _conv_rows_cuda(timed, model, maskset, batches, dtypes, backends, warmup, repeats)
+    ok = [r for r in rows if r["status"] == "ok"]
+    if ok:
+        status, reason = "ok", None
+    elif not groups:
+        status, reason = "skipped", "no eligible conv layer (see each layer's reason)"
+    elif not cuda:
+        status, reason = "skipped", SKIP_REASON
+    else:
+        status, reason = "skipped", "no conv row was timed (see the rows' reasons)"
+    return {**out, "status": status, "reason": reason, "rows": rows,
+            "best": max(ok, key=lambda r: r["speedup"]) if ok else None}
+
+
 # ----------------------------------------------------------------------------- driver
 def run_bench(model_name: str, *, batches: Sequence[int] = (1, 8, 64),
               dtypes: Sequence[str] = ("fp16", "bf16"), pattern: str = "2:4", repeats: int = 20,
               warmup: int = 5, img_size: int | None = None, model: torch.nn.Module | None = None,
               maskset=None, tome_r: int = 0, shapes: bool = True, end_to_end: bool = True,
-              backends: Sequence[str] | None = None) -> dict:
+              backends: Sequence[str] | None = None, conv: bool = True) -> dict:
     """Run the benchmark (module docstring) and return the JSON-ready result.
 
     ``model``/``maskset`` override the timm model and the magnitude masks (tests use this to
     inject a corrupted mask). Timing needs CUDA; without it the timing rows are skip rows with
-    null numbers.
+    null numbers. ``shapes``/``end_to_end`` turn off the CUDA per-Linear-shape sweep / the
+    whole-model rows (their CPU skip rows are still written); ``conv=False`` turns off the conv
+    im2col rows (eligibility is still reported, status ``"disabled"``).
     """
     from certkit.macs import count_macs
     from certkit.masks import build_masks, format_pattern, parse_pattern
@@ -329,15 +585,12 @@ def run_bench(model_name: str, *, batches: Sequence[int] = (1, 8, 64),
     from certkit.masks._modules import get_module
 
     shape_info: dict[tuple[int, int], dict] = {}
-    conv_layers = []
     for name in maskset.masks:
         mod = get_module(model, name)
         if isinstance(mod, torch.nn.Linear):
             d = shape_info.setdefault((mod.out_features, mod.in_features),
                                       {"layers": [], "tokens": max(1, tokens.get(name, 1))})
             d["layers"].append(name)
-        else:
-            conv_layers.append(name)
     invalid = {nm for nm, v in validity.items() if not v["valid"]}
     cuda = torch.cuda.is_available()
     be_list = list(backends) if backends is not None else (_available_backends() if cuda else
@@ -378,6 +631,8 @@ def run_bench(model_name: str, *, batches: Sequence[int] = (1, 8, 64),
         e2e_rows = _e2e_rows_cuda(model, maskset, ishape, batches, dtypes, be_list, warmup, repeats)
     else:
         e2e_rows = []
+    conv_block = _conv_section(model, maskset, ishape, validity, batches, dtypes, be_list, warmup,
+                               repeats, enabled=conv, cuda=cuda)
     ok_e2e = [r for r in e2e_rows if r["status"] == "ok"]
     best = max(ok_e2e, key=lambda r: r["speedup"]) if ok_e2e else None
     return {
@@ -397,8 +652,7 @@ def run_bench(model_name: str, *, batches: Sequence[int] = (1, 8, 64),
         "macs": macs.to_dict(), "macs_dense": dense_macs.to_dict(),
         "mac_table": macs.table(),
         "shape_rows": shape_rows, "end_to_end_rows": e2e_rows,
-        "best_end_to_end": best, "conv_im2col": {"status": "not implemented",
-                                                  "reason": CONV_ENDPOINT, "layers": conv_layers},
+        "best_end_to_end": best, "conv_im2col": conv_block,
     }
 
 
@@ -432,7 +686,25 @@ def format_summary(res: dict) -> str:
             else:
                 lines.append(f"  {head} {r['dtype']} {r['backend']} b={r['batch']}: "
                              f"{r['status']} ({r['reason']})")
-    lines.append(f"conv im2col endpoint: {res['conv_im2col']['status']}")
+    cv = res["conv_im2col"]
+    n_el = sum(v["eligible"] for v in cv["layers"].values())
+    lines.append(f"conv im2col endpoint: {cv['status']}"
+                 + (f" ({cv['reason']})" if cv["reason"] else "")
+                 + f"; {n_el} of {len(cv['layers'])} masked convs eligible, {cv['groups']} "
+                 "distinct problems")
+    n_chk = sum(c["passed"] for c in cv["lowering_checks"])
+    if cv["lowering_checks"]:
+        lines.append(f"  CPU float64 im2col lowering check: {n_chk}/{len(cv['lowering_checks'])} "
+                     f"passed (rtol {cv['lowering_rtol']})")
+    for r in cv["rows"]:
+        head = f"  {','.join(r['layers'][:2])}{'…' if len(r['layers']) > 2 else ''} {r['shape']}"
+        if r["status"] == "ok":
+            lines.append(f"{head} {r['dtype']} {r['backend']} b={r['batch']}: dense-im2col "
+                         f"{r['dense_ms']:.3f} ms sparse-im2col {r['sparse_ms']:.3f} ms cuDNN "
+                         f"{r['cudnn_ms']:.3f} ms speedup {r['speedup']:.3f}x (vs cuDNN "
+                         f"{r['speedup_vs_cudnn']:.3f}x)")
+        elif r["reason"] != SKIP_REASON:
+            lines.append(f"{head}: {r['status']} ({r['reason']})")
     return "\n".join(lines)
 
 
@@ -444,7 +716,10 @@ def add_parser(sub, common) -> None:
         description="Validate 2:4 magnitude masks, check masked-dense equivalence, print the "
         "dense and sparse-execution MAC table (ALGORITHMS §9.4) and, with CUDA, time dense vs "
         "torch.sparse.to_sparse_semi_structured (cuSPARSELt/CUTLASS) per Linear shape and end "
-        "to end. Without CUDA the timing rows are skip rows (exit 0, no numbers).",
+        "to end, and per eligible Conv2d the im2col + 2:4 sparse GEMM endpoint (dense-im2col vs "
+        "sparse-im2col, native cuDNN conv as reference). Without CUDA the timing rows are skip "
+        "rows (exit 0, no numbers); conv eligibility and the exact im2col lowering are still "
+        "checked.",
     )
     p.add_argument("--model", required=True, help="timm model name (random init)")
     p.add_argument("--batch", type=int, nargs="+", default=[1, 8, 64], metavar="B")
@@ -456,8 +731,10 @@ def add_parser(sub, common) -> None:
     p.add_argument("--img-size", type=int, default=None, metavar="N")
     p.add_argument("--tome-r", type=int, default=0, metavar="R",
                    help="ToMe r for the MAC table only (analytic token reduction)")
-    p.add_argument("--no-shapes", action="store_true", help="skip the per-shape sweep")
+    p.add_argument("--no-shapes", action="store_true", help="skip the per-Linear-shape sweep")
     p.add_argument("--no-end-to-end", action="store_true", help="skip the whole-model rows")
+    p.add_argument("--no-conv", action="store_true",
+                   help="skip the conv im2col + 2:4 GEMM rows (eligibility is still reported)")
     p.add_argument("--backend", nargs="+", default=None, choices=list(BACKENDS))
     p.set_defaults(func=main)
 
@@ -468,7 +745,8 @@ def main(args: argparse.Namespace) -> int:
     res = run_bench(args.model, batches=args.batch, dtypes=args.dtype, pattern=args.pattern,
                     repeats=args.repeats, warmup=args.warmup, img_size=args.img_size,
                     tome_r=args.tome_r, shapes=not args.no_shapes,
-                    end_to_end=not args.no_end_to_end, backends=args.backend)
+                    end_to_end=not args.no_end_to_end, backends=args.backend,
+                    conv=not args.no_conv)
     if not args.quiet:
         print(format_summary(res))
     if args.out is not None:
