@@ -19,9 +19,26 @@ For a timm model (random init, ``pretrained=False``; speed and MACs do not depen
    the masked weight exactly, and the sparse output with the masked-dense output (relative
    max-error :data:`OUTPUT_RTOL`); a mismatch aborts that row. Unlike ALGORITHMS §9.2 (fp32 dense
    vs TF32 sparse, outputs never checked: the 2.705× above the 2× bound) both sides run in the
-   same dtype. The im2col + 2:4 GEMM endpoint for convs is not implemented (recorded as such).
-5. Without CUDA the command still exits 0: masks validated, equivalence checked, MAC table
-   printed, and one skip row :data:`SKIP_REASON` with null timings — never fake numbers.
+   same dtype. In the end-to-end rows convs stay native cuDNN (dense); they are timed per layer
+   in step 5.
+5. Conv endpoint (ALGORITHMS §9.1 "Conv rows" (b), block ``conv_im2col``): every masked conv
+   gets an eligibility entry (:func:`audits.im2col.sparse_gemm_reason`: Conv2d with its own
+   ``forward``, ``groups == 1``, zero padding — ``padding="same"`` only with an odd receptive
+   field —, ``C_in >= 4``, matrix ``(C_out, C_in·k_h·k_w)`` dims multiples of 16, valid 2:4
+   mask); an ineligible conv is one skip row with its reason (an invalid mask: an aborted row).
+   Eligible convs are deduplicated by ``(C_out, C_in, k_h, k_w, stride, padding, dilation, H_in,
+   W_in, bias)``; each problem's exact lowering ``unfold → F.linear → reshape`` is checked on CPU
+   in float64 against ``F.conv2d`` of the masked kernel (:data:`LOWERING_RTOL`; a failure
+   aborts its rows). With CUDA, per problem, dtype, backend and batch: dense-im2col (masked
+   dense matrix) vs sparse-im2col (the same matrix packed by ``to_sparse_semi_structured``), and
+   the native cuDNN ``F.conv2d`` (``cudnn.benchmark``) as a reference column. Before timing, the
+   packed matrix must decompress to the masked matrix and the sparse-im2col output must match
+   the masked dense conv within :data:`OUTPUT_RTOL`, else the row is aborted. ``speedup`` =
+   dense-im2col / sparse-im2col time (the paper's ResNet rows), ``speedup_vs_cudnn`` = cuDNN /
+   sparse-im2col time.
+6. Without CUDA the command still exits 0: masks validated, equivalence and im2col lowering
+   checked, MAC table and conv eligibility printed, and skip rows :data:`SKIP_REASON` with null
+   timings — never fake numbers.
 """
 
 from __future__ import annotations
@@ -471,11 +488,20 @@ def _conv_rows_cuda(groups: dict, model, maskset, batches, dtypes, backends, war
                             rows.append({**base, "batch": b, "status": "aborted", "reason": why,
                                          **_null_conv_timing()})
                             continue
-                        td = _time_ms(partial(im2col_conv2d, x, wm, bias, ks, st, pd, dl), warmup,
-                                      repeats)
-                        ts = _time_ms(partial(im2col_conv2d, x, ws, bias, ks, st, pd, dl), warmup,
-                                      repeats)
-                        tc = _time_ms(partial(F.conv2d, x, w4, bias, st, pd, dl), warmup, repeats)
+                        try:
+                            td = _time_ms(partial(im2col_conv2d, x, wm, bias, ks, st, pd, dl),
+                                          warmup, repeats)
+                            ts = _time_ms(partial(im2col_conv2d, x, ws, bias, ks, st, pd, dl),
+                                          warmup, repeats)
+                            tc = _time_ms(partial(F.conv2d, x, w4, bias, st, pd, dl), warmup,
+                                          repeats)
+                        except Exception as exc:  # noqa: BLE001 - e.g. out of memory at a batch
+                            rows.append({**base, "batch": b, "status": "aborted", "reason":
+                                         f"timing failed: {type(exc).__name__}: {exc}"[:300],
+                                         **_null_conv_timing()})
+                            del x
+                            torch.cuda.empty_cache()
+                            continue
                         rows.append({**base, "batch": b, "status": "ok", "reason": None,
                                      "gemm_rows": m, "max_abs_err": err,
                                      "dense_ms": td, "sparse_ms": ts, "cudnn_ms": tc,

@@ -18,4 +18,7 @@ nvidia-smi -L
 # small-batch end of the shape sweep (no end-to-end): where 2:4 does not pay off
 "$PY" -m certkit bench-2to4 --model vit_base_patch16_224 --batch 1 8 --dtype fp16 \
     --repeats 20 --warmup 5 --no-end-to-end --out "$OUT/gpu_2to4_small_batch.json"
-echo "wrote $OUT/gpu_2to4.json $OUT/gpu_2to4_small_batch.json"
+# conv im2col endpoint: ResNet-50 convs, dense-im2col vs sparse-im2col vs cuDNN
+"$PY" -m certkit bench-2to4 --model resnet50 --batch 64 --dtype fp16 \
+    --repeats 10 --warmup 3 --no-shapes --no-end-to-end --out "$OUT/gpu_2to4_resnet50_conv.json"
+echo "wrote $OUT/gpu_2to4.json $OUT/gpu_2to4_small_batch.json $OUT/gpu_2to4_resnet50_conv.json"
