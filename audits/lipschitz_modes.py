@@ -2,9 +2,9 @@ r"""How an audit obtains ``L_s`` for each layer (THEORY §1.5–1.7, Trap T25).
 
 Modes (the ``--lipschitz`` option):
 
-* ``"rigorous"`` — a proven bound: the model must be an ``nn.Sequential`` chain (nested
-  Sequentials are flattened) whose target layer is one of its leaves; ψ2 is the chain after the
-  target and ``L = chain_l1_bound(ψ2)`` (THEORY §1.6: L1 through linear/coordinatewise parts, L0
+* ``"rigorous"`` — a proven bound: the model must be built from ``nn.Sequential`` and
+  :class:`certkit.lipschitz.Residual` containers (:func:`downstream_chain`); ψ2 is the chain
+  after the target and ``L = chain_l1_bound(ψ2)`` (THEORY §1.6: L1 through linear/coordinatewise parts, L0
   factors elsewhere). ``certified=True``. Any layer without such a bound is an error.
 * ``"estimate"`` — E1 directional Jacobian sampling (THEORY §1.7): on the calibration subset
   T_L and the θ-grid, ``max ‖J(θ) d_s‖_∞ / ‖d_s‖_∞`` with ``d_s = R v_s``, the directional
@@ -28,9 +28,9 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from certkit.lipschitz import UnsupportedModuleError, chain_l1_bound
+from certkit.lipschitz import Residual, UnsupportedModuleError, chain_l1_bound
 
-__all__ = ["LipschitzMode", "parse_mode", "sequential_leaves", "rigorous_reason",
+__all__ = ["LipschitzMode", "parse_mode", "downstream_chain", "rigorous_reason",
            "rigorous_bound", "swapped_weights", "MODES"]
 
 MODES = ("auto", "rigorous", "estimate", "constant:<value>")
@@ -70,49 +70,56 @@ def parse_mode(spec: str, scale: float = 1.0) -> LipschitzMode:
     raise ValueError(f"lipschitz == {spec!r} is unknown; valid: {', '.join(MODES)}")
 
 
-def sequential_leaves(model: nn.Module) -> list[tuple[str, nn.Module]] | None:
-    """The flattened chain of an ``nn.Sequential`` model as ``(name, module)``; None otherwise."""
+def downstream_chain(model: nn.Module, layer: str) -> list[nn.Module]:
+    """ψ2 of ``layer`` as a module chain (everything after the layer's output), for models built
+    from ``nn.Sequential`` and :class:`certkit.lipschitz.Residual` containers.
+
+    Inside a residual block ``x ↦ x + body(x)`` the skip input ``x`` does not depend on a layer
+    of the body, so the block contributes only the rest of its body; later modules (including
+    later residual blocks, with ``1 + Lip(body)``) follow as they are.
+
+    Raises
+    ------
+    ValueError
+        With the reason, when the path to ``layer`` crosses any other kind of container.
+    """
     if not isinstance(model, nn.Sequential):
-        return None
-    out: list[tuple[str, nn.Module]] = []
+        raise ValueError(f"{type(model).__name__} is not an nn.Sequential chain: ψ2 has no proven "
+                         "ℓ∞ Lipschitz bound in certkit (attention/LayerNorm/general graphs: "
+                         "THEORY §1.7)")
 
-    def walk(prefix: str, mod: nn.Module) -> None:
-        for name, child in mod.named_children():
-            full = f"{prefix}.{name}" if prefix else name
-            if isinstance(child, nn.Sequential):
-                walk(full, child)
-            else:
-                out.append((full, child))
+    def tail(container: nn.Module, rel: str) -> list[nn.Module]:
+        if rel == "":
+            return []
+        head, _, rest = rel.partition(".")
+        if isinstance(container, nn.Sequential):
+            names = [n for n, _ in container.named_children()]
+            if head not in names:
+                raise ValueError(f"{layer!r} is not inside the Sequential chain")
+            k = names.index(head)
+            return tail(getattr(container, head), rest) + list(container)[k + 1:]
+        if isinstance(container, Residual) and head == "body":
+            return tail(container.body, rest)
+        raise ValueError(f"{layer!r} sits inside a {type(container).__name__}, which is neither "
+                         "an nn.Sequential nor a certkit Residual block")
 
-    walk("", model)
-    return out
+    return tail(model, layer)
 
 
 def rigorous_reason(model: nn.Module, layer: str) -> str | None:
     """Why no rigorous bound is available for ``layer`` (None when one is)."""
-    leaves = sequential_leaves(model)
-    if leaves is None:
-        return (f"{type(model).__name__} is not an nn.Sequential chain: ψ2 has no proven ℓ∞ "
-                "Lipschitz bound in certkit (attention/LayerNorm/residual graphs: THEORY §1.7)")
-    names = [n for n, _ in leaves]
-    if layer not in names:
-        return f"{layer!r} is not a leaf of the Sequential chain (e.g. inside a residual block)"
-    k = names.index(layer)
     try:
-        chain_l1_bound([m for _, m in leaves[k + 1:]])
+        chain_l1_bound(downstream_chain(model, layer))
     except UnsupportedModuleError as exc:
         return str(exc)
-    except ValueError as exc:  # training-mode BatchNorm/Dropout
+    except ValueError as exc:  # not a chain, or training-mode BatchNorm/Dropout
         return str(exc)
     return None
 
 
 def rigorous_bound(model: nn.Module, layer: str) -> float:
-    """``chain_l1_bound`` of the chain after ``layer`` with the model's *current* weights."""
-    leaves = sequential_leaves(model)
-    names = [n for n, _ in leaves]
-    k = names.index(layer)
-    return chain_l1_bound([m for _, m in leaves[k + 1:]]).max
+    """``chain_l1_bound`` of ψ2 of ``layer`` with the model's *current* weights."""
+    return chain_l1_bound(downstream_chain(model, layer)).max
 
 
 @contextlib.contextmanager

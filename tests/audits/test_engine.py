@@ -930,3 +930,32 @@ def test_output_layers_detects_only_an_unmodified_logit_layer():
     x = torch.randn(2, 4)
     assert output_layers(Net(False), ["body", "head"], x) == {"head"}
     assert output_layers(Net(True), ["body", "head"], x) == set()   # ψ2 = 2·id, not the identity
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_rigorous_audit_through_certkit_residual_blocks(seed):
+    """Layers inside certkit ``Residual`` bodies get a proven L_s (the skip input does not depend
+    on them): the audit has no violation, and L equals the chain bound of the rest of the body
+    times the bound of everything after the block."""
+    from certkit.lipschitz import Residual, chain_l1_bound
+
+    torch.manual_seed(seed)
+    body = nn.Sequential(nn.Linear(8, 12), nn.ReLU(), nn.Linear(12, 8))
+    net = nn.Sequential(nn.Linear(6, 8), nn.ReLU(), Residual(body), nn.ReLU(),
+                        Residual(nn.Sequential(nn.Linear(8, 8), nn.Tanh())), nn.Linear(8, 4)
+                        ).double().eval()
+    gen = torch.Generator().manual_seed(100 + seed)
+    X = torch.randn(20, 6, generator=gen, dtype=torch.float64)
+    y = torch.randint(0, 4, (20,), generator=gen)
+    names = ["0", "2.body.0", "2.body.2", "4.body.0", "5"]
+    v = variant_from_masks(net, _random_masks(net, names, 0.5, seed), name="half")
+    rep = audit_model(net, F64Calibration(X, y), [v],
+                      AuditSettings(0.0, 0.0, parse_mode("rigorous"), outcome_samples=20,
+                                    mp=False, progress=False))
+    assert rep["summary"]["violations"] == 0
+    by = {e["name"]: e for e in rep["variants"][0]["layers"]}
+    assert all(e["status"] == "certified" for e in by.values())
+    after_block = chain_l1_bound([net[3], net[4], net[5]]).max
+    expected = chain_l1_bound([body[1], body[2]]).max * after_block
+    assert by["2.body.0"]["lipschitz"]["value"] == pytest.approx(expected, rel=1e-12)
+    assert by["2.body.2"]["lipschitz"]["value"] == pytest.approx(after_block, rel=1e-12)
