@@ -38,6 +38,7 @@ from certkit.certificates import (
     prune_restore_certificate,
     restoration_criterion,
 )
+from certkit.certificates._common import penalties
 from certkit.classification import correct, per_sample_ce, true_margins
 from certkit.results import Certificate
 
@@ -139,8 +140,9 @@ def _secant(z_before: torch.Tensor, z_after: torch.Tensor, sup: torch.Tensor) ->
 
 
 def _penalties(R: torch.Tensor, lam1: float, lam2: float) -> tuple[float, float]:
+    """(λ2‖R‖²_F, λ1‖R‖₁) through the certificates' own :func:`penalties`."""
     R = R.to(torch.float64)
-    return lam2 * float((R * R).sum()), lam1 * float(R.abs().sum())
+    return penalties(R, R.new_tensor(lam1), R.new_tensor(lam2))
 
 
 def layer_report(name: str, A: torch.Tensor, S: torch.Tensor, kind: str, *, sup: torch.Tensor,

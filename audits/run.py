@@ -21,6 +21,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from certkit.macs import count_macs
 from certkit.masks import MaskSet, build_masks, select_layers
 
 from .data import CalibrationSet, TensorCalibration, make_calibration
@@ -28,8 +29,7 @@ from .engine import AuditError, AuditSettings, audit_model
 from .lipschitz_modes import parse_mode
 from .variants import Variant, variant_from_masks, variant_from_state_dict
 
-__all__ = ["AuditResult", "run_audit", "resolve_lambdas", "DEFAULT_MODEL", "default_out_dir",
-           "macs_per_sample"]
+__all__ = ["AuditResult", "run_audit", "resolve_lambdas", "DEFAULT_MODEL", "default_out_dir"]
 
 #: The name that selects the embedded default (digits ViT, trained once and cached).
 DEFAULT_MODEL = "default"
@@ -115,29 +115,6 @@ class _Cast(CalibrationSet):
 
     def describe(self) -> dict:
         return self.inner.describe()
-
-
-def macs_per_sample(model: nn.Module, x: torch.Tensor) -> int:
-    """Multiply-accumulates of every Linear/Conv layer for one input sample (one forward pass of
-    ``x[:1]`` with hooks): ``weight.numel() × positions``."""
-    total = 0
-
-    def hook(mod, _args, out):
-        nonlocal total
-        per_pos = mod.weight[0].numel() * mod.weight.shape[0]
-        positions = out[0].numel() // max(1, (out.shape[-1] if isinstance(mod, nn.Linear)
-                                              else out.shape[1]))
-        total += int(per_pos * positions)
-
-    handles = [m.register_forward_hook(hook) for m in model.modules()
-               if isinstance(m, nn.Linear | nn.modules.conv._ConvNd)]
-    try:
-        with torch.no_grad():
-            model(x[:1])
-    finally:
-        for h in handles:
-            h.remove()
-    return total
 
 
 def _environment() -> dict:
@@ -370,7 +347,8 @@ def run_audit(
 
     n_params = sum(p.numel() for p in net.parameters())
     x1, _ = cal.load([0])
-    macs = macs_per_sample(net, x1.to(next(net.parameters()).dtype))
+    macs = count_macs(net, tuple(x1.shape[1:]), convention="hooks",
+                      include_attention=False).dense_macs
     small = macs <= SMALL_MODEL_MACS
     target = {"float32": torch.float32, "float64": torch.float64}.get(dtype) or (
         torch.float64 if small else next(net.parameters()).dtype)
