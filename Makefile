@@ -4,7 +4,7 @@ VENV    := .venv
 VPY     := $(VENV)/bin/python
 STAMP   := $(VENV)/.installed
 
-.PHONY: demo test test-thorough test-slow lint bench clean setup
+.PHONY: demo test test-thorough test-slow lint bench figs figs-quick clean setup
 
 setup: $(STAMP)
 
@@ -37,6 +37,14 @@ bench: $(STAMP)
 	$(VPY) benchmarks/bench_budget.py
 	HF_HUB_OFFLINE=1 $(VPY) benchmarks/bench_audit.py
 	HF_HUB_OFFLINE=1 $(VPY) benchmarks/bench_2to4.py
+
+# Every paper figure (full statistics, resumable) with its gallery under out/figs.
+figs: $(STAMP)
+	HF_HUB_OFFLINE=1 $(VPY) -m paper_figs make all --out out/figs
+
+# The CI-sized versions (about a minute or two).
+figs-quick: $(STAMP)
+	HF_HUB_OFFLINE=1 $(VPY) -m paper_figs make all --out out/figs-quick --quick
 
 clean:
 	rm -rf $(VENV) .pytest_cache .hypothesis

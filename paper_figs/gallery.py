@@ -1,0 +1,120 @@
+"""The gallery: one page showing every made figure, what it shows and the command that made it.
+
+:func:`write_gallery` writes ``index.html`` (images inline by relative path, captions, links
+to the CSV/PDF) and ``README.md`` (the same as Markdown) into the output folder, from the
+figures' JSON sidecars, so the page always describes the files that are really there.
+Figures that were not made (yet) are listed as missing with the command to make them.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from .make import output_paths
+from .registry import get_figure, list_figures
+
+__all__ = ["GalleryEntry", "gallery_entries", "gallery_markdown", "write_gallery"]
+
+_LABELS = {"computed": "computed by certkit", "published": "published numbers (transcribed)"}
+
+
+@dataclass(frozen=True)
+class GalleryEntry:
+    """One figure of the gallery (``meta`` is its sidecar, ``None`` when it was not made)."""
+
+    name: str
+    title: str
+    description: str
+    kind: str
+    paper: str
+    meta: dict | None
+
+    @property
+    def command(self) -> str:
+        if self.meta and self.meta.get("command"):
+            return self.meta["command"]
+        return f"python -m paper_figs make {self.name} --out DIR"
+
+
+def gallery_entries(out: str | os.PathLike, names: list[str] | None = None) -> list[GalleryEntry]:
+    """Entries of every registered figure (or ``names``), with sidecars read from ``out``."""
+    entries = []
+    for name in names if names is not None else list_figures():
+        spec = get_figure(name)
+        meta_path = output_paths(Path(out), name)[".json"]
+        try:
+            meta = json.loads(meta_path.read_text()) if meta_path.exists() else None
+        except ValueError:
+            meta = None
+        entries.append(GalleryEntry(name, spec.title, spec.description, spec.kind, spec.paper, meta))
+    return entries
+
+
+def _facts(e: GalleryEntry) -> str:
+    bits = [_LABELS[e.kind]]
+    if e.paper:
+        bits.append(f"analog of {e.paper}")
+    if e.meta:
+        opts = e.meta.get("options", {})
+        bits.append(f"seed {opts.get('seed')}" + (", quick" if opts.get("quick") else ""))
+        bits.append(f"{e.meta.get('seconds', 0):.1f} s")
+    return " · ".join(bits)
+
+
+def gallery_markdown(entries: list[GalleryEntry], *, image_prefix: str = "",
+                     header: str = "# paper_figs gallery") -> str:
+    """The gallery as Markdown (images referenced as ``image_prefix + name + '.png'``)."""
+    lines = [header, "",
+             "Every figure is regenerated from certkit's own computations (or, where marked, from the",
+             "paper's published table numbers) by the command under it. Each PNG has a PDF and the CSV",
+             "of everything drawn beside it.", ""]
+    for e in entries:
+        lines += [f"## `{e.name}` — {e.title}", ""]
+        if e.meta:
+            lines += [f"![{e.title}]({image_prefix}{e.name}.png)", ""]
+        else:
+            lines += ["*(not made yet)*", ""]
+        lines += [e.description, "", f"*{_facts(e)}* — data: [`{e.name}.csv`]({image_prefix}{e.name}.csv),"
+                  f" vector: [`{e.name}.pdf`]({image_prefix}{e.name}.pdf)", "",
+                  "```bash", e.command, "```", ""]
+    return "\n".join(lines)
+
+
+def _html(entries: list[GalleryEntry]) -> str:
+    parts = ["<!doctype html><html lang='en'><head><meta charset='utf-8'>",
+             "<title>paper_figs gallery</title><style>",
+             "body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;"
+             "color:#222}figure{margin:2.5em 0;border-top:1px solid #ddd;padding-top:1em}"
+             "img{max-width:100%;height:auto}code,pre{background:#f4f4f4;padding:.15em .35em}"
+             ".facts{color:#666;font-size:.9em}.missing{color:#a00}</style></head><body>",
+             "<h1>paper_figs gallery</h1>",
+             "<p>Every figure is regenerated from certkit's own computations (or, where marked, from "
+             "the paper's published table numbers) by the command under it.</p>"]
+    for e in entries:
+        n = html.escape(e.name)
+        parts.append(f"<figure id='{n}'><h2><code>{n}</code> — {html.escape(e.title)}</h2>")
+        if e.meta:
+            parts.append(f"<a href='{n}.pdf'><img src='{n}.png' alt='{html.escape(e.title)}'></a>")
+        else:
+            parts.append("<p class='missing'>not made yet</p>")
+        parts.append(f"<figcaption><p>{html.escape(e.description)}</p>"
+                     f"<p class='facts'>{html.escape(_facts(e))} · <a href='{n}.csv'>CSV</a> · "
+                     f"<a href='{n}.pdf'>PDF</a></p><pre>{html.escape(e.command)}</pre>"
+                     "</figcaption></figure>")
+    parts.append("</body></html>\n")
+    return "\n".join(parts)
+
+
+def write_gallery(out: str | os.PathLike, names: list[str] | None = None) -> tuple[Path, Path]:
+    """Write ``index.html`` and ``README.md`` for the figures under ``out``; return their paths."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    entries = gallery_entries(out, names)
+    index, readme = out / "index.html", out / "README.md"
+    index.write_text(_html(entries))
+    readme.write_text(gallery_markdown(entries))
+    return index, readme
