@@ -4,7 +4,7 @@ VENV    := .venv
 VPY     := $(VENV)/bin/python
 STAMP   := $(VENV)/.installed
 
-.PHONY: demo test test-thorough test-slow lint bench figs figs-quick clean setup
+.PHONY: demo test test-thorough test-slow lint bench figs figs-quick figs-gallery clean setup
 
 setup: $(STAMP)
 
@@ -45,6 +45,12 @@ figs: $(STAMP)
 # The CI-sized versions (about a minute or two).
 figs-quick: $(STAMP)
 	HF_HUB_OFFLINE=1 $(VPY) -m paper_figs make all --out out/figs-quick --quick
+
+# Refresh the committed gallery (paper_figs/gallery/*.png + paper_figs/README.md), full statistics.
+figs-gallery: $(STAMP)
+	HF_HUB_OFFLINE=1 $(VPY) -m paper_figs make all --out paper_figs/gallery
+	$(VPY) -m paper_figs gallery --out paper_figs/gallery --readme paper_figs/README.md --no-data-links \
+		--header "# paper_figs gallery (full statistics, seed 0; refresh with \`make figs-gallery\`)"
 
 clean:
 	rm -rf $(VENV) .pytest_cache .hypothesis

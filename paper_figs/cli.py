@@ -5,7 +5,7 @@ Commands::
     python -m paper_figs list [--json]
     python -m paper_figs make NAME [NAME ...] | all --out DIR [--quick] [--seed S] [--force]
     python -m paper_figs replot NAME [NAME ...] | all --out DIR
-    python -m paper_figs gallery --out DIR
+    python -m paper_figs gallery --out DIR [--readme PATH [--no-data-links]]
 
 ``make`` writes ``NAME.csv`` (everything drawn), ``NAME.png``, ``NAME.pdf`` and ``NAME.json``
 (options, seed, timing, versions) per figure, then the gallery (``index.html``, ``README.md``).
@@ -74,9 +74,10 @@ def _cmd_list(args) -> int:
                          indent=2))
         return EXIT_OK
     width = max((len(s.name) for s in specs), default=4)
-    print(f"{'name':<{width}}  {'kind':<9}  {'analog of':<14}  description")
+    pw = max((len(s.paper) for s in specs), default=9)
+    print(f"{'name':<{width}}  {'kind':<9}  {'analog of':<{pw}}  description")
     for s in specs:
-        print(f"{s.name:<{width}}  {s.kind:<9}  {s.paper or '-':<14}  {s.description}")
+        print(f"{s.name:<{width}}  {s.kind:<9}  {s.paper or '-':<{pw}}  {s.description}")
     return EXIT_OK
 
 
@@ -128,10 +129,13 @@ def _cmd_replot(args) -> int:
 
 
 def _cmd_gallery(args) -> int:
-    from .gallery import write_gallery
+    from .gallery import write_gallery, write_readme
 
     index, readme = write_gallery(args.out)
     _say(args, f"{index}\n{readme}")
+    if args.readme:
+        _say(args, str(write_readme(args.out, args.readme, data_links=not args.no_data_links,
+                                    header=args.header)))
     return EXIT_OK
 
 
@@ -158,7 +162,12 @@ def _add_commands(sub, common: argparse.ArgumentParser) -> None:
     p.set_defaults(func=_cmd_replot)
 
     p = sub.add_parser("gallery", parents=[common], help="(re)write index.html and README.md under --out")
-    p.add_argument("--out", required=True, metavar="DIR")
+    p.add_argument("--out", required=True, metavar="DIR", help="folder holding the made figures")
+    p.add_argument("--readme", default=None, metavar="PATH",
+                   help="also write a Markdown gallery to PATH (images linked relative to it)")
+    p.add_argument("--no-data-links", action="store_true",
+                   help="leave the CSV/PDF links out of --readme (e.g. when only PNGs are committed)")
+    p.add_argument("--header", default="# paper_figs gallery", help="first line of --readme")
     p.set_defaults(func=_cmd_gallery)
 
 

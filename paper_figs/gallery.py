@@ -17,7 +17,7 @@ from pathlib import Path
 from .make import output_paths
 from .registry import get_figure, list_figures
 
-__all__ = ["GalleryEntry", "gallery_entries", "gallery_markdown", "write_gallery"]
+__all__ = ["GalleryEntry", "gallery_entries", "gallery_markdown", "write_gallery", "write_readme"]
 
 _LABELS = {"computed": "computed by certkit", "published": "published numbers (transcribed)"}
 
@@ -66,21 +66,29 @@ def _facts(e: GalleryEntry) -> str:
 
 
 def gallery_markdown(entries: list[GalleryEntry], *, image_prefix: str = "",
-                     header: str = "# paper_figs gallery") -> str:
-    """The gallery as Markdown (images referenced as ``image_prefix + name + '.png'``)."""
+                     header: str = "# paper_figs gallery", data_links: bool = True) -> str:
+    """The gallery as Markdown (images referenced as ``image_prefix + name + '.png'``).
+
+    ``data_links=False`` leaves out the links to the CSV and PDF files (for a page whose folder
+    keeps only the PNGs and sidecars, like the committed gallery).
+    """
+    beside = ("Each PNG has a PDF and the CSV of everything drawn beside it." if data_links else
+              "`make` also writes a PDF and the CSV of everything drawn beside each PNG (only the PNGs "
+              "and JSON sidecars are kept here).")
     lines = [header, "",
              "Every figure is regenerated from certkit's own computations (or, where marked, from the",
-             "paper's published table numbers) by the command under it. Each PNG has a PDF and the CSV",
-             "of everything drawn beside it.", ""]
+             f"paper's published table numbers) by the command under it. {beside}", ""]
     for e in entries:
         lines += [f"## `{e.name}` — {e.title}", ""]
         if e.meta:
             lines += [f"![{e.title}]({image_prefix}{e.name}.png)", ""]
         else:
             lines += ["*(not made yet)*", ""]
-        lines += [e.description, "", f"*{_facts(e)}* — data: [`{e.name}.csv`]({image_prefix}{e.name}.csv),"
-                  f" vector: [`{e.name}.pdf`]({image_prefix}{e.name}.pdf)", "",
-                  "```bash", e.command, "```", ""]
+        facts = f"*{_facts(e)}*"
+        if data_links:
+            facts += (f" — data: [`{e.name}.csv`]({image_prefix}{e.name}.csv),"
+                      f" vector: [`{e.name}.pdf`]({image_prefix}{e.name}.pdf)")
+        lines += [e.description, "", facts, "", "```bash", e.command, "```", ""]
     return "\n".join(lines)
 
 
@@ -107,6 +115,16 @@ def _html(entries: list[GalleryEntry]) -> str:
                      "</figcaption></figure>")
     parts.append("</body></html>\n")
     return "\n".join(parts)
+
+
+def write_readme(out: str | os.PathLike, readme: str | os.PathLike, *, data_links: bool = False,
+                 header: str = "# paper_figs gallery") -> Path:
+    """Write a Markdown gallery of the figures under ``out`` to ``readme`` (images by relative path)."""
+    out, readme = Path(out), Path(readme)
+    prefix = os.path.relpath(out, readme.parent).replace(os.sep, "/") + "/"
+    readme.write_text(gallery_markdown(gallery_entries(out), image_prefix=prefix, header=header,
+                                       data_links=data_links))
+    return readme
 
 
 def write_gallery(out: str | os.PathLike, names: list[str] | None = None) -> tuple[Path, Path]:

@@ -140,5 +140,5 @@ register(FigureSpec(
     data=data_noise_injection, plot=plot_noise_injection,
     columns=("sigma", "draw", "delta_ce", "sum_budgets", "gaussian_rhs", "train_acc", "test_acc",
              "l2_increase", "l2_expected"),
-    paper="ESM_2 noise injection", tags=("certificates", "E-Cor 1.5", "M-Lemma 5.1"),
+    paper="ESM_2 noise", tags=("certificates", "E-Cor 1.5", "M-Lemma 5.1"),
 ))

@@ -407,5 +407,5 @@ register(FigureSpec(
                 "high sparsity SER and Hybrid Mag–SER keep up to 10 pp more top-1 than classical magnitude.",
     data=data_published_vitb_methods, plot=plot_published_vitb_methods,
     columns=("method", "sparsity", "top1", "dense_top1", "delta_vs_dense_pp", "gain_vs_magnitude_pp"),
-    kind="published", paper="", tags=("published",),
+    kind="published", paper="Table 1", tags=("published",),
 ))

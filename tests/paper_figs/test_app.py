@@ -169,3 +169,14 @@ def test_ols_log10_recovers_a_known_line():
     slope, intercept, r, n = ols_log10(x, 2.0 - 3.0 * np.log10(x))
     assert (n, round(slope, 12), round(intercept, 12), round(r, 12)) == (4, -3.0, 2.0, -1.0)
     assert np.isnan(ols_log10([1.0, 1.0, 1.0], [1.0, 2.0, 3.0])[0])
+
+
+def test_gallery_readme_links_images_relative_to_the_readme(toy_registry, tmp_path):
+    out = tmp_path / "pkg" / "gallery"
+    make_figure("toy", out, FigureOptions(quick=True))
+    readme = tmp_path / "pkg" / "README.md"
+    assert main(["gallery", "--out", str(out), "--readme", str(readme), "--no-data-links", "-q"]) == EXIT_OK
+    md = readme.read_text()
+    assert "![Toy](gallery/toy.png)" in md and "toy.csv" not in md
+    assert main(["gallery", "--out", str(out), "--readme", str(readme), "-q"]) == EXIT_OK
+    assert "(gallery/toy.csv)" in readme.read_text()
