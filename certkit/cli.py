@@ -25,7 +25,10 @@ from pathlib import Path
 
 from .exceptions import CertkitError
 
-__all__ = ["main", "build_parser"]
+__all__ = ["EXIT_USAGE", "UsageErrorParser", "main", "build_parser", "usage_error"]
+
+#: Exit status of usage errors in plugin commands (argparse's own status 2 is remapped to it).
+EXIT_USAGE = 1
 
 
 def _version() -> str:
@@ -128,6 +131,23 @@ def _cmd_mp_fit(args) -> int:
 
 #: Entry-point group of CLI plugins: ``name = "module:add_parser"``.
 PLUGIN_GROUP = "certkit.cli"
+
+
+def usage_error(parser: argparse.ArgumentParser, message: str):
+    """Print ``parser``'s usage and ``message`` to stderr and exit with :data:`EXIT_USAGE`.
+
+    For plugins: ``parser.error = functools.partial(usage_error, parser)`` on a parser built by
+    certkit's own parser class.
+    """
+    parser.print_usage(sys.stderr)
+    parser.exit(EXIT_USAGE, f"{parser.prog}: error: {message}\n")
+
+
+class UsageErrorParser(argparse.ArgumentParser):
+    """argparse parser whose usage errors exit with :data:`EXIT_USAGE` (for plugin subcommands)."""
+
+    def error(self, message: str):
+        usage_error(self, message)
 
 
 def _plugin_entry_points():

@@ -26,25 +26,14 @@ import traceback
 from collections.abc import Sequence
 from functools import partial
 
+from certkit.cli import EXIT_USAGE, UsageErrorParser, usage_error
+
 __all__ = ["EXIT_FAILED", "EXIT_OK", "EXIT_USAGE", "add_parser", "build_parser", "main"]
 
 EXIT_OK = 0
-EXIT_USAGE = 1
 #: At least one figure raised (the others were still made).
 EXIT_FAILED = 2
 EXIT_INTERRUPTED = 130
-
-
-def _usage_error(parser: argparse.ArgumentParser, message: str):
-    parser.print_usage(sys.stderr)
-    parser.exit(EXIT_USAGE, f"{parser.prog}: error: {message}\n")
-
-
-class _UsageParser(argparse.ArgumentParser):
-    """argparse parser whose usage errors exit with :data:`EXIT_USAGE`."""
-
-    def error(self, message: str):
-        _usage_error(self, message)
 
 
 def _names(args) -> list[str]:
@@ -175,8 +164,8 @@ def add_parser(subparsers, common: argparse.ArgumentParser) -> argparse.Argument
     """Add the ``figs`` command to certkit's CLI (the ``certkit.cli`` entry-point plugin hook)."""
     figs = subparsers.add_parser("figs", help="regenerate the paper's figures (paper_figs app)",
                                  description=__doc__.split("\n\n")[0])
-    figs.error = partial(_usage_error, figs)
-    sub = figs.add_subparsers(dest="figs_command", metavar="FIGS_COMMAND", parser_class=_UsageParser)
+    figs.error = partial(usage_error, figs)
+    sub = figs.add_subparsers(dest="figs_command", metavar="FIGS_COMMAND", parser_class=UsageErrorParser)
     sub.required = True
     _add_commands(sub, common)
     return figs
@@ -186,8 +175,8 @@ def build_parser() -> argparse.ArgumentParser:
     """The standalone parser of ``python -m paper_figs``."""
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("-q", "--quiet", action="store_true", help="no progress output")
-    parser = _UsageParser(prog="python -m paper_figs", description=__doc__.split("\n\n")[0])
-    sub = parser.add_subparsers(dest="figs_command", metavar="COMMAND", parser_class=_UsageParser)
+    parser = UsageErrorParser(prog="python -m paper_figs", description=__doc__.split("\n\n")[0])
+    sub = parser.add_subparsers(dest="figs_command", metavar="COMMAND", parser_class=UsageErrorParser)
     sub.required = True
     _add_commands(sub, common)
     return parser

@@ -90,13 +90,20 @@ def check_table(spec: FigureSpec, df: pd.DataFrame) -> None:
 
 
 def code_fingerprint(spec: FigureSpec) -> str:
-    """SHA-256 (16 hex digits) of the source files of ``spec``'s data and plot functions.
+    """SHA-256 (16 hex digits) of the code a figure depends on inside ``paper_figs``.
 
-    Recorded in the sidecar: a figure whose module changed since it was made is not current.
+    Hashes the source files of ``spec``'s data and plot functions plus the app's private
+    helper modules (``paper_figs/_*.py``, ``paper_figs/figures/_*.py``). Recorded in the sidecar:
+    a figure whose code changed since it was made is not current. (Changes in certkit, synthetic
+    or audits are not tracked: use ``--force`` after upgrading them.)
     """
+    here = Path(__file__).resolve().parent
+    files = {Path(inspect.getsourcefile(fn)).resolve() for fn in (spec.data, spec.plot)}
+    files |= set(here.glob("_*.py")) | set((here / "figures").glob("_*.py"))
     h = hashlib.sha256()
-    for path in sorted({inspect.getsourcefile(spec.data), inspect.getsourcefile(spec.plot)}):
-        h.update(Path(path).read_bytes())
+    for path in sorted(files):
+        h.update(path.name.encode())
+        h.update(path.read_bytes())
     return h.hexdigest()[:16]
 
 

@@ -11,4 +11,6 @@ from . import (  # noqa: F401, I001  (order = gallery order)
     thresholding_rates,
     certificate_margin,
     noise_injection,
+    outer_scale,
+    width_trend,
 )

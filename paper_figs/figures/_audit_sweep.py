@@ -17,17 +17,18 @@ with one forward pass of the dense and of the pruned network.
 
 from __future__ import annotations
 
-import contextlib
 import copy
 import functools
 from collections import OrderedDict
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 import torch
 from torch import nn
+
+from .._threads import one_thread
 
 __all__ = ["ARCHITECTURES", "Sweep", "audit_architecture", "sweep", "sparsities", "trained_model"]
 
@@ -77,18 +78,6 @@ def sparsities(quick: bool) -> tuple[float, ...]:
     return QUICK_SPARSITIES if quick else FULL_SPARSITIES
 
 
-@contextlib.contextmanager
-def _one_thread() -> Iterator[None]:
-    """One torch thread and a forked global RNG; both restored on exit."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        with torch.random.fork_rng(devices=[]):
-            yield
-    finally:
-        torch.set_num_threads(before)
-
-
 def _mlp() -> nn.Sequential:
     """64 → 128 → 64 → 32 → 10 ReLU MLP (the ``fc*`` layers are "mlp", ``head`` "embed/head")."""
     return nn.Sequential(OrderedDict([
@@ -129,7 +118,7 @@ def trained_model(arch: str, *, quick: bool, seed: int) -> nn.Module:
 
     settings = _QUICK if quick else _FULL
     Xtr, ytr, _, _ = digits_split(0)
-    with _one_thread():
+    with one_thread(fork_rng=True):
         torch.manual_seed(seed)
         net = _mlp() if arch == "MLP" else _cnn()
         train_dense(net, Xtr, ytr, epochs=settings.epochs, lr=0.05, batch_size=64, seed=seed,
@@ -167,7 +156,7 @@ def audit_architecture(arch: str, net: nn.Module, levels: Sequence[float], *, qu
 
     settings = _QUICK if quick else _FULL
     cal = DigitsCalibration(split="test", n=settings.n_calibration, split_seed=0)
-    with _one_thread():
+    with one_thread(fork_rng=True):
         variants = []
         for s in levels:
             ms = build_masks(net, "magnitude", sparsity=float(s), scope="layerwise")

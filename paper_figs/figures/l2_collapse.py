@@ -34,14 +34,11 @@ Figures
 
 from __future__ import annotations
 
-import contextlib
 import math
 
 import numpy as np
 import pandas as pd
-import torch
 from matplotlib.ticker import NullLocator
-from threadpoolctl import threadpool_limits
 
 from certkit.norms import op
 from certkit.rmt import bbp_outlier, inverse_bbp
@@ -54,6 +51,7 @@ from paper_figs._plot import (
     no_data,
     ols_log10,
 )
+from paper_figs._threads import one_thread
 from paper_figs.registry import FigureOptions, FigureSpec, register
 from synthetic.networks import sr_layer
 from synthetic.registry import get_experiment
@@ -112,18 +110,6 @@ WIDTH_COLUMNS = ("N", "steps", "quantity", "median", "q25", "q75", "min", "max",
 BBP_COLUMNS = ("panel", "series", "x", "y", "y_lo", "y_hi", "defined_frac", "N", "g", "trials")
 
 
-@contextlib.contextmanager
-def _one_thread():
-    """Torch and BLAS on one thread (small matrices; the figures run beside other jobs)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        with threadpool_limits(limits=1, user_api="blas"):
-            yield
-    finally:
-        torch.set_num_threads(before)
-
-
 def _seeds(options: FigureOptions, n: int) -> list[int]:
     return [options.seed * SEED_STRIDE + j for j in range(n)]
 
@@ -176,7 +162,7 @@ def data_l2_collapse_training(options: FigureOptions) -> pd.DataFrame:
     points = TRAIN_POINTS_QUICK if options.quick else TRAIN_POINTS_FULL
     seeds = _seeds(options, TRAIN_SEEDS_QUICK if options.quick else TRAIN_SEEDS_FULL)
     rows = []
-    with _one_thread():
+    with one_thread():
         for step in _schedule(int(config["steps"]), points):
             df = _run_train(config, step, seeds)
             rows += _summaries(df, [*BULK, *SPIKES, "sigmaS1", "sigmaS2", "gap1", "gap2", *TAIL,
@@ -237,7 +223,7 @@ def data_l2_collapse_width(options: FigureOptions) -> pd.DataFrame:
     """Bulk and spikes of W₂ at initialisation and at the end of training, per width N."""
     seeds = _seeds(options, get_experiment(EXPERIMENT).n_trials(options.quick))
     rows = []
-    with _one_thread():
+    with one_thread():
         for config in _train_configs(options.quick):
             df = _run_train(config, int(config["steps"]), seeds)
             rows += _summaries(df, ["r_part", "r_part_t0", "sigma_plus_fit", "sigma_plus_fit_t0",
@@ -369,7 +355,7 @@ def _ibbp_vs_n(options: FigureOptions) -> list[dict]:
 
 def data_bbp_recovery(options: FigureOptions) -> pd.DataFrame:
     """BBP sweep (s₁ and σ̂ vs σ), theoretical curves, and inverse-BBP error vs N."""
-    with _one_thread():
+    with one_thread():
         rows = _bbp_sweep(options) + _ibbp_vs_n(options)
     return pd.DataFrame(rows, columns=list(BBP_COLUMNS))
 

@@ -27,12 +27,10 @@ import pandas as pd
 import torch
 
 from certkit.bounds import LayerNoiseModel, multilayer_budget_bounds
-from certkit.budget import compute_budget
-from certkit.lipschitz import lipschitz_L1
 
 from .._plot import COLORS, new_figure
 from ..registry import FigureOptions, FigureSpec, register
-from ._digits_mlp import TRAIN_LAM, replace_weight, train_digits_mlp
+from ._digits_mlp import TRAIN_LAM, replace_weight, telescoped_budgets, train_digits_mlp
 
 __all__ = ["data_noise_injection", "plot_noise_injection"]
 
@@ -48,17 +46,13 @@ def _one_draw(net, sigma: float, gen: torch.Generator) -> dict:
     noisy_layers = list(range(clean.depth - 1))               # every non-final weight matrix
     G = {j: sigma * torch.randn(clean.weights[j].shape, generator=gen, dtype=torch.float64)
          for j in noisy_layers}
-    net_state = clean
+    noisy = clean
     for j in noisy_layers:
-        net_state = replace_weight(net_state, j, clean.weights[j] + G[j])
-    noisy = net_state
-    budgets, models = [], []
-    for j in reversed(noisy_layers):                          # remove the noise output-first
-        v = net_state.layer_input(j, net.x)
-        L = lipschitz_L1(net_state, j)                        # downstream is clean: independent of G
-        budgets.append(compute_budget(G[j], v, L).value)
-        models.append(LayerNoiseModel(v, L, n=G[j].shape[0], g=sigma**2 * G[j].shape[0]))
-        net_state = replace_weight(net_state, j, clean.weights[j])
+        noisy = replace_weight(noisy, j, clean.weights[j] + G[j])
+    # remove the noise output-first; downstream layers are clean, so L_j is independent of G_j
+    terms = telescoped_budgets(noisy, clean, net.x, noisy_layers)
+    budgets = [t.budget.value for t in terms]
+    models = [LayerNoiseModel(t.V, t.L, n=G[t.j].shape[0], g=sigma**2 * G[t.j].shape[0]) for t in terms]
     rhs = sum(b.value for b in multilayer_budget_bounds(models, DELTA)) if sigma > 0 else 0.0
     l2_obs = TRAIN_LAM * sum(float(((clean.weights[j] + G[j]) ** 2).sum() - (clean.weights[j] ** 2).sum())
                              for j in noisy_layers)
