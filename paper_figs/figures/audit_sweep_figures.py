@@ -204,7 +204,10 @@ def data_audit_logit_gap(options: FigureOptions) -> pd.DataFrame:
       y = ‖z_S(s) − z_A(s)‖_∞, one row per sample of T and sparsity;
     * ``"flips"``: x = at-risk samples {|Δ_true| ≤ 2η_s}, y = correctness flips, both in % of
       the ``n`` samples, for the whole network on T (``scope="network"``) and for each layer
-      pruned alone on the outcome subset T_o (``scope="layer"``, M-Cor 5.2).
+      pruned alone on the outcome subset T_o (``scope="layer"``, M-Cor 5.2);
+    * ``"proxy"``: the paper's "Audit 4" (THEORY §5.3 item 5): x = Σ_ℓ ‖R_ℓ‖_op·mean_s‖v_s‖_∞
+      (the Trap-T12 proxy with L_s held at 1), y = mean_s ‖z_S(s) − z_A(s)‖_∞, one row per
+      (architecture, sparsity) — not a bound (``certified`` False); drawn hollow.
     """
     sw = _all_sweep(options)
     s = sw.samples
@@ -220,7 +223,13 @@ def data_audit_logit_gap(options: FigureOptions) -> pd.DataFrame:
                         "sparsity": lay["sparsity"], "layer": lay["layer"], "sample": -1,
                         "n": lay["n_o"], "x": 100.0 * lay["n_at_risk"] / lay["n_o"],
                         "y": 100.0 * lay["n_flips"] / lay["n_o"], "certified": lay["certified"]})
-    return pd.concat([per, net, one], ignore_index=True)
+    prox = lay.groupby(["architecture", "sparsity"], sort=False)["proxy"].sum()
+    gap = s.groupby(["architecture", "sparsity"], sort=False)["logit_gap"].agg(["mean", "size"])
+    both = gap.join(prox, how="inner").reset_index()
+    audit4 = pd.DataFrame({"panel": "proxy", "scope": "network", "architecture": both["architecture"],
+                           "sparsity": both["sparsity"], "layer": "(all)", "sample": -1,
+                           "n": both["size"], "x": both["proxy"], "y": both["mean"], "certified": False})
+    return pd.concat([per, net, one, audit4], ignore_index=True)
 
 
 def plot_audit_logit_gap(df: pd.DataFrame) -> Figure:
@@ -230,6 +239,7 @@ def plot_audit_logit_gap(df: pd.DataFrame) -> Figure:
     fig.suptitle("Logit change and flips vs the certified η_s (M-Cor 5.2; multi-layer E-Cor 1.3)")
     panel = df["panel"].astype(str)
     per, fl = df[(panel == "per-sample").to_numpy()], df[(panel == "flips").to_numpy()]
+    prx = df[(panel == "proxy").to_numpy()]
     box = {"fc": "white", "ec": "0.7", "alpha": 0.9}
     if per.empty:
         no_data(ax)
@@ -244,13 +254,25 @@ def plot_audit_logit_gap(df: pd.DataFrame) -> Figure:
             c = bool(cert[m].all())
             ax.scatter(x[m], y[m], s=7, marker=marker, color=color, alpha=0.35, lw=0,
                        label=f"{arch}: {CERTIFIED_LABEL if c else ESTIMATE_LABEL}")
-        if ok.any():
-            identity_line(ax, min(x[ok].min(), y[ok].min()) / 2, max(x[ok].max(), y[ok].max()) * 2,
-                          log=True, label="y = x (bound ‖Δz‖_∞ ≤ η_s)")
+        px, py = prx["x"].to_numpy(float), prx["y"].to_numpy(float)
+        pok = _positive(px, py)
+        for arch in _archs(prx):
+            m = (prx["architecture"].astype(str) == arch).to_numpy() & pok
+            if m.any():
+                color, marker = _style(arch)
+                ax.scatter(px[m], py[m], s=34, marker=marker, facecolor="none", edgecolor=color, lw=1.1)
+        if pok.any():
+            ax.scatter([], [], s=10, marker="o", facecolor="none", edgecolor="0.3",
+                       label=f"{PROXY_LABEL}: mean ‖Δz‖_∞ vs Σ_ℓ ‖R_ℓ‖_op·mean‖v‖_∞")
+        lo_hi = np.concatenate([x[ok], y[ok], px[pok], py[pok]])
+        if lo_hi.size:
+            identity_line(ax, lo_hi.min() / 2, lo_hi.max() * 2, log=True, label="y = x (bound ‖Δz‖_∞ ≤ η_s)")
         ax.set_xscale("log")
         ax.set_yscale("log")
         msg = (f"above y = x: certified {_above(x[cert & ok], y[cert & ok])}/{int((cert & ok).sum())}"
                f", estimated {_above(x[~cert & ok], y[~cert & ok])}/{int((~cert & ok).sum())}")
+        if pok.any():
+            msg += f"\npaper's proxy (not a bound): {_above(px[pok], py[pok])}/{int(pok.sum())} above"
         if (~ok).any():
             msg += f"\n{int((~ok).sum())} samples with Δz = 0 not shown"
         ax.text(0.02, 0.72, msg, transform=ax.transAxes, ha="left", va="top", fontsize=8,

@@ -79,6 +79,13 @@ def test_logit_gap_certified_below_identity(made):
     assert _below(df.loc[flips & cert, "x"], df.loc[flips & cert, "y"]).all()
     assert set(df.loc[flips, "scope"]) == {"network", "layer"}
     assert df.loc[flips, ["x", "y"]].stack().between(0, 100).all()
+    # the paper's Audit-4 proxy rows: one per (architecture, sparsity), never certified,
+    # y = the mean of that cell's per-sample logit gaps
+    prox = df[df["panel"] == "proxy"]
+    assert len(prox) == 3 * len(sweep_mod.QUICK_SPARSITIES) and not prox["certified"].astype(bool).any()
+    cell = df[per].groupby(["architecture", "sparsity"])["y"].mean()
+    for _, r in prox.iterrows():
+        assert r["y"] == pytest.approx(cell[(r["architecture"], r["sparsity"])], rel=1e-12)
 
 
 def test_flips_le_at_risk_counts(sweep):
