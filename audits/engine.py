@@ -32,7 +32,13 @@ from certkit.masks import layer_type
 
 from .certify import LipschitzValue, Tolerance, finite_or_none, layer_report, multilayer_report
 from .forward_cache import UpstreamCache, trace_plan
-from .lipschitz_modes import LipschitzMode, rigorous_bound, rigorous_reason, swapped_weights
+from .lipschitz_modes import (
+    LipschitzMode,
+    layer_output_shapes,
+    rigorous_bound,
+    rigorous_reason,
+    swapped_weights,
+)
 from .measure import PathSpec, dense_pass, outcome_pass, variant_pass
 from .variants import Variant, decomposition_kind
 
@@ -218,6 +224,8 @@ def audit_model(model: nn.Module, calibration, variants: Sequence[Variant],
         plan = trace_plan(model, x0, layers)
         cache = UpstreamCache(model, plan)
         cache_ok = cache.verify(x0[:1], rtol=tol.rtol, atol=tol.atol)
+        chained = [ln for ln in layers if reasons[ln] is None and ln not in outputs]
+        out_shapes = layer_output_shapes(model, chained, x0[:1]) if chained else {}
 
         # Lipschitz paths ----------------------------------------------------------------
         order = list(plan.order)
@@ -248,7 +256,7 @@ def audit_model(model: nn.Module, calibration, variants: Sequence[Variant],
                                                    "model's output): L_s = 1 exactly")
                     elif reasons[ln] is None and mode.kind != "estimate":
                         with swapped_weights(model, others or {}):
-                            val = rigorous_bound(model, ln)
+                            val = rigorous_bound(model, ln, out_shapes.get(ln))
                         lips[key] = LipschitzValue(val, True, "L1-chain",
                                                    "proven ℓ∞ bound of the chain after the layer "
                                                    "(THEORY §1.6)")

@@ -4,8 +4,10 @@ Modes (the ``--lipschitz`` option):
 
 * ``"rigorous"`` — a proven bound: the model must be built from ``nn.Sequential`` and
   :class:`certkit.lipschitz.Residual` containers (:func:`downstream_chain`); ψ2 is the chain
-  after the target and ``L = chain_l1_bound(ψ2)`` (THEORY §1.6: L1 through linear/coordinatewise parts, L0
-  factors elsewhere). ``certified=True``. Any layer without such a bound is an error.
+  after the target and ``L = chain_l1_bound(ψ2, input_shape=<layer output shape>)`` (THEORY §1.6:
+  the L1 rule carried coordinatewise through Linear, convolutions, pooling, eval BatchNorm and
+  activations; L0 factors elsewhere). ``certified=True``. Any layer without such a bound is an
+  error.
 * ``"estimate"`` — E1 directional Jacobian sampling (THEORY §1.7): on the calibration subset
   T_L and the θ-grid, ``max ‖J(θ) d_s‖_∞ / ‖d_s‖_∞`` with ``d_s = R v_s``, the directional
   derivative taken as a one-sided difference quotient over a θ-step of 0.01 (forward passes
@@ -30,7 +32,7 @@ from torch import nn
 
 from certkit.lipschitz import Residual, UnsupportedModuleError, chain_l1_bound
 
-__all__ = ["LipschitzMode", "parse_mode", "downstream_chain", "rigorous_reason",
+__all__ = ["LipschitzMode", "parse_mode", "downstream_chain", "layer_output_shapes", "rigorous_reason",
            "rigorous_bound", "swapped_weights", "MODES"]
 
 MODES = ("auto", "rigorous", "estimate", "constant:<value>")
@@ -117,9 +119,29 @@ def rigorous_reason(model: nn.Module, layer: str) -> str | None:
     return None
 
 
-def rigorous_bound(model: nn.Module, layer: str) -> float:
-    """``chain_l1_bound`` of ψ2 of ``layer`` with the model's *current* weights."""
-    return chain_l1_bound(downstream_chain(model, layer)).max
+def rigorous_bound(model: nn.Module, layer: str, output_shape: tuple[int, ...] | None = None) -> float:
+    """``chain_l1_bound`` of ψ2 of ``layer`` with the model's *current* weights.
+
+    ``output_shape`` (the per-sample shape of the layer's output, :func:`layer_output_shapes`)
+    lets the bound follow convolutions and pooling coordinatewise instead of collapsing to L0
+    factors there (much tighter for convolutional chains; same guarantee).
+    """
+    return chain_l1_bound(downstream_chain(model, layer), input_shape=output_shape).max
+
+
+def layer_output_shapes(model: nn.Module, layers, x: torch.Tensor) -> dict[str, tuple[int, ...]]:
+    """Per-sample output shape of every module in ``layers`` (one forward pass of ``x``)."""
+    mods = dict(model.named_modules())
+    shapes: dict[str, tuple[int, ...]] = {}
+    handles = [mods[ln].register_forward_hook(
+        lambda _m, _a, out, ln=ln: shapes.__setitem__(ln, tuple(out.shape[1:]))) for ln in layers]
+    try:
+        with torch.no_grad():
+            model(x)
+    finally:
+        for h in handles:
+            h.remove()
+    return shapes
 
 
 @contextlib.contextmanager

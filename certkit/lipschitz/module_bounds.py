@@ -33,6 +33,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from .._registry import implements
@@ -381,8 +382,63 @@ def _gmax(g: torch.Tensor | float) -> float:
     return float(g)
 
 
+def _bn_scale(m: nn.modules.batchnorm._BatchNorm) -> torch.Tensor:
+    """|γ| / sqrt(var + eps) per channel of an eval-mode BatchNorm (raises like the L0 rule)."""
+    module_lipschitz_constant(m)  # validates: eval mode with running statistics
+    scale = (m.running_var.detach().to(torch.float64) + m.eps).rsqrt()
+    if m.weight is not None:
+        scale = scale * m.weight.detach().to(torch.float64).abs()
+    return scale
+
+
+def _shaped_step(m: nn.Module, g: torch.Tensor) -> torch.Tensor | None:
+    """Coordinatewise bound after ``m`` for a per-sample bound ``g`` of the input's shape.
+
+    Sound because each rule maps |Δ_in| ≤ g·ε to |Δ_out| ≤ g'·ε coordinatewise: a convolution is a
+    weighted sum (|Σ w Δ| ≤ Σ |w| g; zero padding adds Δ = 0, the other padding modes copy input
+    coordinates, so g is padded the same way), an average pool has non-negative weights, a max
+    pool satisfies |max a − max b| ≤ max |a − b|, eval BatchNorm scales each channel, and
+    Flatten only reshapes. Returns None where no shape rule applies (the caller falls back to
+    the scalar L0 factor).
+    """
+    convs = {nn.Conv1d: (F.conv1d, 1), nn.Conv2d: (F.conv2d, 2), nn.Conv3d: (F.conv3d, 3)}
+    if type(m) in convs:
+        conv, d = convs[type(m)]
+        if g.dim() != d + 1 or g.shape[0] != m.in_channels:
+            return None
+        x = g.unsqueeze(0)
+        padding = m.padding
+        if m.padding_mode != "zeros" and any(p > 0 for p in m._reversed_padding_repeated_twice):
+            x = F.pad(x, m._reversed_padding_repeated_twice, mode=m.padding_mode)
+            padding = 0
+        W = m.weight.detach().to(torch.float64).abs()
+        return conv(x, W, None, m.stride, padding, m.dilation, m.groups)[0]
+    pools = {nn.MaxPool1d: F.max_pool1d, nn.MaxPool2d: F.max_pool2d, nn.MaxPool3d: F.max_pool3d}
+    if type(m) in pools:
+        return pools[type(m)](g.unsqueeze(0), m.kernel_size, m.stride, m.padding, m.dilation,
+                              ceil_mode=m.ceil_mode)[0]
+    if isinstance(m, nn.AvgPool2d):
+        return F.avg_pool2d(g.unsqueeze(0), m.kernel_size, m.stride, m.padding, m.ceil_mode,
+                            m.count_include_pad, m.divisor_override)[0]
+    if isinstance(m, nn.AvgPool1d):
+        return F.avg_pool1d(g.unsqueeze(0), m.kernel_size, m.stride, m.padding, m.ceil_mode,
+                            m.count_include_pad)[0]
+    adaptive = {nn.AdaptiveAvgPool1d: F.adaptive_avg_pool1d, nn.AdaptiveAvgPool2d: F.adaptive_avg_pool2d,
+                nn.AdaptiveMaxPool1d: F.adaptive_max_pool1d, nn.AdaptiveMaxPool2d: F.adaptive_max_pool2d}
+    if type(m) in adaptive and not getattr(m, "return_indices", False):
+        return adaptive[type(m)](g.unsqueeze(0), m.output_size)[0]
+    if isinstance(m, nn.modules.batchnorm._BatchNorm) and g.dim() >= 1 and g.shape[0] == m.num_features:
+        return g * _bn_scale(m).reshape(-1, *([1] * (g.dim() - 1)))
+    if isinstance(m, nn.Flatten):
+        return g.unsqueeze(0).flatten(m.start_dim, m.end_dim)[0] if m.start_dim >= 1 else None
+    if isinstance(m, nn.Linear) and g.shape[-1] == m.in_features:
+        return g @ m.weight.detach().to(torch.float64).abs().T
+    return None
+
+
 @implements("THEORY-1.6-L1-chain", kind="D")
-def chain_l1_bound(modules, *, constants: Mapping[type, float] | None = None) -> LipschitzBound:
+def chain_l1_bound(modules, *, constants: Mapping[type, float] | None = None,
+                   input_shape: tuple[int, ...] | None = None) -> LipschitzBound:
     r"""L1-style bound of a module chain: entrywise-absolute products where the chain is linear
     in features, L0 factors elsewhere (THEORY §1.6, L1 extended to module chains).
 
@@ -391,6 +447,14 @@ def chain_l1_bound(modules, *, constants: Mapping[type, float] | None = None) ->
     other module (BatchNorm included) collapses ``g`` to ``max g`` times its
     rigorous ℓ∞ constant (:func:`module_lipschitz_constant`). The result is ``max g`` and is never
     larger than :func:`chain_lipschitz_bound`. For a ReLU/|·| MLP tail it equals ``lipschitz_L1``.
+
+    With ``input_shape`` (the per-sample shape of the chain's input, e.g. ``(C, H, W)``) ``g``
+    keeps the full activation shape, and convolutions (``g ↦ conv(g, |W|)`` with the layer's
+    stride, padding, dilation and groups), max / average / adaptive pooling, eval BatchNorm
+    (per-channel ``|γ|/sqrt(var + eps)``), Flatten and nested ``nn.Sequential`` propagate it
+    coordinatewise instead of collapsing it, which can be far tighter for convolutional chains.
+    Modules without a shape rule still collapse ``g`` to a scalar, after which the scalar rules
+    apply.
 
     Returns
     -------
@@ -404,9 +468,35 @@ def chain_l1_bound(modules, *, constants: Mapping[type, float] | None = None) ->
     """
     mods = _as_modules(modules)
     g: torch.Tensor | float = 1.0  # scalar: the same bound for every coordinate
+    if input_shape is not None:
+        shape = tuple(int(d) for d in input_shape)
+        if not shape or any(d < 1 for d in shape):
+            raise ValueError(f"input_shape == {input_shape!r}, must be a non-empty tuple of positive ints")
+        g = torch.ones(shape, dtype=torch.float64)
+    value = _gmax(_propagate_l1(mods, g, constants))
+    return LipschitzBound((value,), certified=True, method="L1-chain", path_dependent=False)
+
+
+def _propagate_l1(mods, g: torch.Tensor | float, constants) -> torch.Tensor | float:
+    """The loop of :func:`chain_l1_bound`: per-coordinate bound after every module of ``mods``."""
     for m in mods:
         if constants and any(isinstance(m, cls) for cls in constants):
             g = _gmax(g) * module_lipschitz_constant(m, constants=constants)
+            continue
+        shaped = isinstance(g, torch.Tensor) and g.dim() >= 2
+        if shaped and isinstance(m, nn.Sequential):
+            g = _propagate_l1(list(m), g, constants)
+            continue
+        if shaped:
+            if isinstance(m, nn.modules.dropout._DropoutNd | nn.Identity):
+                module_lipschitz_constant(m)  # raises for training-mode dropout
+                continue
+            f = _coordinatewise_factor(m)
+            if f is not None:
+                g = g * f
+                continue
+            out = _shaped_step(m, g)
+            g = out if out is not None else _gmax(g) * module_lipschitz_constant(m, constants=constants)
             continue
         if isinstance(m, nn.Linear):
             W = m.weight.detach().to(torch.float64).abs()
@@ -425,5 +515,4 @@ def chain_l1_bound(modules, *, constants: Mapping[type, float] | None = None) ->
             module_lipschitz_constant(m)  # raises for training-mode dropout
             continue
         g = _gmax(g) * module_lipschitz_constant(m, constants=constants)
-    value = _gmax(g)
-    return LipschitzBound((value,), certified=True, method="L1-chain", path_dependent=False)
+    return g

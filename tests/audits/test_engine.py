@@ -298,13 +298,25 @@ def test_cnn_with_batchnorm_and_pooling_is_certified(digits_cnn):
     def conv_norm(m):
         return float(m.weight.detach().abs().reshape(m.weight.shape[0], -1).sum(1).max())
 
-    def bn_norm(m):
-        return float((m.weight.detach().abs() / torch.sqrt(m.running_var + m.eps)).max())
+    def bn_scale(m):
+        return (m.weight.detach().abs() / torch.sqrt(m.running_var + m.eps)).to(torch.float64)
 
-    # every factor after the first BN collapses the L1 vector, so L1-chain = L0 product here
-    L = {"9": 1.0,
-         "4": bn_norm(net[5]) * conv_norm(net[9]),
-         "0": bn_norm(net[1]) * conv_norm(net[4]) * bn_norm(net[5]) * conv_norm(net[9])}
+    # The chain bound follows the activation shape (THEORY §1.6 L1 rule through convs/pools),
+    # computed here by hand. Layer "4" (output 8×4×4): BN → ReLU → global average → head, so
+    # L = max_i Σ_o |V_io| b_o. Layer "0" (output 4×8×8): BN a_c → ReLU → 2×2 max-pool keeps the
+    # per-channel constant a_c → conv "4" (3×3, zero padding 1, on 4×4) → BN b_o → global
+    # average: tap (dh, dw) is inside the image for a fraction f(dh)·f(dw) of the 16 output
+    # pixels, f(0) = 1, f(±1) = 3/4 → head.
+    V = net[9].weight.detach().abs().to(torch.float64)
+    a, b = bn_scale(net[1]), bn_scale(net[5])
+    W4 = net[4].weight.detach().abs().to(torch.float64)                 # (8, 4, 3, 3)
+    f = torch.tensor([0.75, 1.0, 0.75], dtype=torch.float64)
+    mean_conv = torch.einsum("ockl,c,k,l->o", W4, a, f, f)              # per output channel
+    L = {"9": 1.0, "4": float((V @ b).max()), "0": float((V @ (b * mean_conv)).max())}
+    # never looser than the L0 product of the scalar rule
+    l0 = {"4": float(b.max()) * conv_norm(net[9]),
+          "0": float(a.max()) * conv_norm(net[4]) * float(b.max()) * conv_norm(net[9])}
+    assert L["4"] <= l0["4"] and L["0"] < l0["0"]
     for la in r["variants"][0]["layers"]:
         n = la["name"]
         A = net.get_submodule(n).weight.detach()

@@ -331,3 +331,54 @@ def test_batchnorm1d_on_3d_input_followed_by_linear_is_sound():
     with torch.no_grad():
         observed = float((chain(xp) - chain(x)).abs().max())   # = 10
     assert observed <= chain_l1_bound(chain).max * (1 + REL_TOL)
+
+
+# ----------------------------------------------------------------------------- (f) shape-aware mode
+@given(st.one_of(mlp_chains(), conv_chains()), st.integers(0, 2**31 - 1))
+def test_l1_chain_with_input_shape_is_sound_and_no_looser(chain_shape, seed):
+    """``input_shape`` keeps the activation shape through convs / pools / BatchNorm / Flatten:
+    still a valid ℓ∞ constant on random and gradient-sign pairs, and never above the scalar rule."""
+    chain, shape = chain_shape
+    shaped = chain_l1_bound(chain, input_shape=shape)
+    assert shaped.certified and shaped.method == "L1-chain" and not shaped.path_dependent
+    assert _max_ratio_excess(chain, shape, shaped.max, seed) <= 0.0
+    assert shaped.max <= chain_l1_bound(chain).max * (1 + 1e-12) + 1e-300
+
+
+def test_l1_chain_with_input_shape_counts_only_the_pixels_a_kernel_sees():
+    # conv 3×3 (all |w| = 1, zero padding 1) → flatten → read one corner output: the corner
+    # output sees 4 input pixels, an interior one 9; the head reads only the corner
+    conv = nn.Conv2d(1, 1, 3, padding=1, bias=False).double()
+    _set(conv.weight, np.ones((1, 1, 3, 3)))
+    head = nn.Linear(16, 1, bias=False).double()
+    w = np.zeros((1, 16))
+    w[0, 0] = 1.0
+    _set(head.weight, w)
+    chain = nn.Sequential(conv, nn.ReLU(), nn.Flatten(), head).eval()
+    assert chain_l1_bound(chain, input_shape=(1, 4, 4)).max == pytest.approx(4.0, rel=1e-15)
+    assert chain_l1_bound(chain).max == pytest.approx(9.0, rel=1e-15)   # scalar rule: Σ|w| = 9
+    # and 4 is attained: move the 4 pixels the corner sees by +1
+    x = torch.zeros(1, 1, 4, 4, dtype=torch.float64)
+    x2 = x.clone()
+    x2[0, 0, :2, :2] = 1.0
+    with torch.no_grad():
+        assert float((chain(x2) - chain(x)).abs().max()) == pytest.approx(4.0, rel=1e-15)
+
+
+def test_l1_chain_with_input_shape_flags_an_undersized_constant():
+    """Negative control: a user constant that understates the conv breaks soundness, and the
+    ratio harness sees it (the shaped path honours ``constants`` like the scalar one)."""
+    rng = np.random.default_rng(3)
+    conv = nn.Conv2d(2, 3, 3, padding=1).double()
+    _set(conv.weight, rng.normal(size=conv.weight.shape))
+    chain = nn.Sequential(conv, nn.ReLU(), nn.Flatten(), _linear(rng, 3 * 5 * 5, 2)).eval()
+    wrong = chain_l1_bound(chain, constants={nn.Conv2d: 1e-3}, input_shape=(2, 5, 5)).max
+    assert _max_ratio_excess(chain, (2, 5, 5), wrong, 0) > 0.0
+    assert _max_ratio_excess(chain, (2, 5, 5), chain_l1_bound(chain, input_shape=(2, 5, 5)).max, 0) <= 0
+
+
+def test_l1_chain_input_shape_validation():
+    with pytest.raises(ValueError, match="input_shape"):
+        chain_l1_bound(nn.Sequential(nn.ReLU()), input_shape=(0, 3))
+    with pytest.raises(ValueError, match="input_shape"):
+        chain_l1_bound(nn.Sequential(nn.ReLU()), input_shape=())
