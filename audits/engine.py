@@ -35,6 +35,7 @@ from .forward_cache import UpstreamCache, trace_plan
 from .lipschitz_modes import (
     LipschitzMode,
     layer_output_shapes,
+    layer_outputs,
     rigorous_bound,
     rigorous_reason,
     swapped_weights,
@@ -130,16 +131,7 @@ def _qp_key(variant: str, layer: str) -> tuple:
 def output_layers(model: nn.Module, layers: Sequence[str], x: torch.Tensor) -> set[str]:
     """Layers whose output tensor *is* the model's output (ψ2 = identity, so ``L_s = 1``
     exactly: the layer's bias is an ℓ∞ isometry). Found with one forward pass of ``x``."""
-    mods = dict(model.named_modules())
-    outs: dict[str, object] = {}  # the tensors themselves: ids of freed objects get reused
-    handles = [mods[ln].register_forward_hook(
-        lambda _m, _a, out, ln=ln: outs.__setitem__(ln, out)) for ln in layers]
-    try:
-        with torch.no_grad():
-            z = model(x)
-    finally:
-        for h in handles:
-            h.remove()
+    outs, z = layer_outputs(model, layers, x)
     return {ln for ln, out in outs.items() if out is z}
 
 

@@ -32,7 +32,8 @@ from torch import nn
 
 from certkit.lipschitz import Residual, UnsupportedModuleError, chain_l1_bound
 
-__all__ = ["LipschitzMode", "parse_mode", "downstream_chain", "layer_output_shapes", "rigorous_reason",
+__all__ = ["LipschitzMode", "parse_mode", "downstream_chain", "layer_output_shapes", "layer_outputs",
+           "rigorous_reason",
            "rigorous_bound", "swapped_weights", "MODES"]
 
 MODES = ("auto", "rigorous", "estimate", "constant:<value>")
@@ -129,19 +130,25 @@ def rigorous_bound(model: nn.Module, layer: str, output_shape: tuple[int, ...] |
     return chain_l1_bound(downstream_chain(model, layer), input_shape=output_shape).max
 
 
-def layer_output_shapes(model: nn.Module, layers, x: torch.Tensor) -> dict[str, tuple[int, ...]]:
-    """Per-sample output shape of every module in ``layers`` (one forward pass of ``x``)."""
+def layer_outputs(model: nn.Module, layers, x: torch.Tensor) -> tuple[dict[str, object], object]:
+    """``({layer: its output}, model output)`` of one no-grad forward pass of ``x`` (hooks)."""
     mods = dict(model.named_modules())
-    shapes: dict[str, tuple[int, ...]] = {}
+    outs: dict[str, object] = {}  # the tensors themselves: ids of freed objects get reused
     handles = [mods[ln].register_forward_hook(
-        lambda _m, _a, out, ln=ln: shapes.__setitem__(ln, tuple(out.shape[1:]))) for ln in layers]
+        lambda _m, _a, out, ln=ln: outs.__setitem__(ln, out)) for ln in layers]
     try:
         with torch.no_grad():
-            model(x)
+            z = model(x)
     finally:
         for h in handles:
             h.remove()
-    return shapes
+    return outs, z
+
+
+def layer_output_shapes(model: nn.Module, layers, x: torch.Tensor) -> dict[str, tuple[int, ...]]:
+    """Per-sample output shape of every module in ``layers`` (one forward pass of ``x``)."""
+    outs, _ = layer_outputs(model, layers, x)
+    return {ln: tuple(out.shape[1:]) for ln, out in outs.items()}
 
 
 @contextlib.contextmanager
