@@ -28,14 +28,6 @@ EPS = float(torch.finfo(torch.float64).eps)
 REL_TOL = 1e-9
 
 
-@pytest.fixture(autouse=True)
-def _single_torch_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 # ----------------------------------------------------------------------------- helpers
 def _rng(draw) -> np.random.Generator:
     return np.random.default_rng(draw(st.integers(0, 2**32 - 1)))

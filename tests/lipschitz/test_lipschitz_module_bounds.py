@@ -30,15 +30,6 @@ from certkit.lipschitz import (
 from certkit.testing import mlps
 
 
-@pytest.fixture(autouse=True)
-def _single_torch_thread():
-    """Tiny convolutions are dominated by thread hand-off cost on a loaded 2-core runner."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 def _linf_ratio(f, x, y):
     with torch.no_grad():
         num = (f(x) - f(y)).reshape(x.shape[0], -1).abs().amax(1)

@@ -13,6 +13,7 @@ import pytest
 import torch
 
 from paper_figs._plot import ols_log10
+from paper_figs._threads import one_thread
 from paper_figs.figures._digits_mlp import LR, TRAIN_LAM, train_digits_mlp
 from paper_figs.figures.outer_scale import STEPS_QUICK, data_outer_scale, init_mlp
 from paper_figs.registry import get_figure
@@ -79,13 +80,9 @@ def test_rows_match_the_networks_recomputed(df):
     a, cert = _a_explicit(init_mlp("1/N", 64, QUICK.seed, 1), x)
     assert row["a_max"].item() == pytest.approx(a, rel=1e-12)
     assert row["cert_max"].item() == pytest.approx(cert, rel=1e-12)
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
+    with one_thread():
         trained = train_l2(init_mlp("1/N^2", 32, QUICK.seed, 0), x, train_digits_mlp(QUICK.seed, True).y,
                            lam=TRAIN_LAM, steps=STEPS_QUICK, lr=LR, tol=0.0, record_every=STEPS_QUICK).mlp
-    finally:
-        torch.set_num_threads(threads)
     row = df[(df["stage"] == "trained") & (df["family"] == "1/N^2") & (df["N"] == 32)]
     a, cert = _a_explicit(trained, x)
     assert row["a_max"].item() == pytest.approx(a, rel=1e-9)
